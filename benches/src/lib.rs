@@ -1,0 +1,1 @@
+//! Shared measurement helpers for the PacketFS benches.

@@ -1,0 +1,78 @@
+//! Command-line parsing and dispatch for `pfs`. Exit status: 0 success, 1 failure,
+//! 2 bad input (one line naming the field and value).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::usage::UsageError;
+use crate::{bench_local, blob, demo, plan};
+
+/// PacketFS: measured packet dataplane, edge compute and lab tooling.
+#[derive(Debug, Parser)]
+#[command(name = "pfs", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run what exists end to end on embedded defaults, in a temporary directory.
+    Demo(demo::DemoArgs),
+    /// Plan byte ranges.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Create and inspect blobs.
+    #[command(subcommand)]
+    Blob(BlobCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PlanCommand {
+    /// Windows → 1 MiB aligned, sorted, coalesced ranges (JSON).
+    Ranges(plan::RangesArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BlobCommand {
+    /// Write a blob file of a deterministic fill.
+    Create(blob::CreateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Kernels over windows of a mapped file on pinned workers.
+    Local(bench_local::LocalArgs),
+}
+
+/// Parses the command line, runs it and maps errors to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo(a) => demo::run(&a),
+        Command::Plan(PlanCommand::Ranges(a)) => plan::run_ranges(&a),
+        Command::Blob(BlobCommand::Create(a)) => blob::run_create(&a),
+        Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
+    }
+}
+
+/// Prints an error and returns its exit code: 2 for bad input, 1 otherwise.
+pub fn report(e: &anyhow::Error) -> ExitCode {
+    if let Some(u) = e.downcast_ref::<UsageError>() {
+        eprintln!("pfs: error: {u}");
+        return ExitCode::from(2);
+    }
+    eprintln!("pfs: error: {e:#}");
+    ExitCode::from(1)
+}

@@ -1,0 +1,15 @@
+//! PacketFS dataplane: the fast path as a library.
+//!
+//! Pure parts have no I/O: [`kernels`] (SIMD byte kernels with a scalar oracle),
+//! [`ranges`] (the 1 MiB range planner), [`fill`] (deterministic blob content) and
+//! [`exec`] (instructions split into windows and combined). [`workers`] pins
+//! threads to cores, [`stats`] keeps latency histograms, [`mapped`] maps files.
+
+pub mod exec;
+pub mod fill;
+pub mod kernels;
+pub mod mapped;
+pub mod ranges;
+pub mod specvec;
+pub mod stats;
+pub mod workers;
