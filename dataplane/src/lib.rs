@@ -9,6 +9,7 @@ pub mod exec;
 pub mod fill;
 pub mod kernels;
 pub mod mapped;
+pub mod netns;
 pub mod ranges;
 pub mod specvec;
 pub mod stats;
