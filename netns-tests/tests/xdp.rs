@@ -110,11 +110,15 @@ fn counts_exactly_in(mode: ModeRequest, want_mode: AttachMode, tag: char) {
     })
     .unwrap()
     .unwrap();
+    let tm = counter.timings();
     println!(
-        "load+attach of pfs_count with {} rules in {} mode: {:.1} ms",
+        "load+attach of pfs_count with {} rules in {} mode: {:.1} ms (load {:.1}, fill maps {:.1}, attach {:.1})",
         rules.len(),
         counter.mode(),
-        t0.elapsed().as_secs_f64() * 1e3
+        t0.elapsed().as_secs_f64() * 1e3,
+        tm.load.as_secs_f64() * 1e3,
+        tm.fill.as_secs_f64() * 1e3,
+        tm.attach.as_secs_f64() * 1e3
     );
     assert_eq!(counter.mode(), want_mode);
     let id = counter.prog_id().expect("program id");
