@@ -351,6 +351,8 @@ impl Lab {
                 reason: format!("no state file {}", state::state_path(name).display()),
             });
         };
+        // Listing a namespace's interfaces (`ip -n`) enters it.
+        state::check_privileges()?;
         let lab = Lab::from_name(name);
         let mut namespaces = Vec::new();
         for ns in [&lab.names.ns_a, &lab.names.ns_b] {
