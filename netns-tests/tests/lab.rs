@@ -304,3 +304,41 @@ fn zz_child_process_entry() {
         std::thread::sleep(Duration::from_secs(30));
     }
 }
+
+#[test]
+fn down_deletes_pfs_nftables_tables_only() {
+    if !require_root("down_deletes_pfs_nftables_tables_only") {
+        return;
+    }
+    let name = unique_lab_name('t');
+    let _down = Down(name.clone());
+    let lab = Lab::up(&name).unwrap();
+    let nft = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", lab.ns_a(), "nft"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    nft(&["add", "table", "inet", "pfs_probe"]);
+    nft(&["add", "table", "ip", "pfsx"]);
+    nft(&["add", "table", "inet", "keepme"]);
+    let deleted = lab::remove_pfs_nft_tables(lab.ns_a());
+    let mut names: Vec<_> = deleted
+        .iter()
+        .map(|t| format!("{} {}", t.family, t.name))
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["inet pfs_probe", "ip pfsx"]);
+    let left = nft(&["list", "tables"]);
+    assert!(left.contains("keepme") && !left.contains("pfs"), "{left}");
+    nft(&["add", "table", "inet", "pfs_again"]);
+    Lab::down(&name).unwrap();
+    assert_eq!(link_exists_anywhere(&name), Vec::<String>::new());
+}
