@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use nftables::batch::Batch;
-use nftables::expr::{Expression, NamedExpression, Payload, PayloadBase, PayloadField, PayloadRaw, SetItem};
+use nftables::expr::{
+    Expression, NamedExpression, Payload, PayloadBase, PayloadField, PayloadRaw, SetItem,
+};
 use nftables::schema::{Chain, Counter, NfListObject, Nftables, Rule as NftRule, Table};
 use nftables::stmt::{self, JumpTarget, Match, Operator, Statement, VerdictMap};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
@@ -95,10 +97,12 @@ fn jump(target: String) -> Statement<'static> {
 }
 
 fn dport() -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
-        protocol: "udp".into(),
-        field: "dport".into(),
-    })))
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: "udp".into(),
+            field: "dport".into(),
+        },
+    )))
 }
 
 /// Compiles rules into the nftables document that creates table `table` (§8.2).
@@ -214,7 +218,10 @@ pub fn ruleset(table: &str, rules: &[Rule]) -> Nftables<'static> {
                 for (h, los) in hi {
                     let sub = format!("{pc}_{k}_{h:x}");
                     b.add(NfListObject::Chain(chain(sub.clone())));
-                    b.add(rule(pc.clone(), vec![eq(raw(off, 0, 4), u32::from(h)), jump(sub.clone())]));
+                    b.add(rule(
+                        pc.clone(),
+                        vec![eq(raw(off, 0, 4), u32::from(h)), jump(sub.clone())],
+                    ));
                     for (i, lo) in los {
                         let mut e = vec![eq(raw(off, 4, 4), u32::from(lo))];
                         e.extend(count_drop(i));
@@ -333,8 +340,8 @@ pub fn parse_tables(json: &str) -> Result<Vec<FoundTable>, MilkshakeError> {
 /// Finds `nft` on `PATH` (and in `/usr/sbin`, `/sbin`).
 pub fn find_nft() -> Result<PathBuf, MilkshakeError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]);
+    let dirs =
+        std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]);
     for d in dirs {
         let p = d.join("nft");
         if is_executable(&p) {
@@ -382,8 +389,12 @@ struct Nft {
 impl Nft {
     fn apply(&self, doc: &Nftables, step: &'static str) -> Result<(), MilkshakeError> {
         let _g = pfs_dataplane::netns::NetnsGuard::enter(&self.ns)?;
-        nftables::helper::apply_ruleset_with_args(doc, Some(&self.bin), nftables::helper::DEFAULT_ARGS)
-            .map_err(|e| nft_err(step, e))
+        nftables::helper::apply_ruleset_with_args(
+            doc,
+            Some(&self.bin),
+            nftables::helper::DEFAULT_ARGS,
+        )
+        .map_err(|e| nft_err(step, e))
     }
 
     fn list(&self, args: &[&str], step: &'static str) -> Result<String, MilkshakeError> {
@@ -489,7 +500,8 @@ impl NftTable {
     /// Deletes the table now, reporting failure.
     pub fn remove(mut self) -> Result<(), MilkshakeError> {
         self.removed = true;
-        self.nft().apply(&delete_doc(&self.table), "removing the table")
+        self.nft()
+            .apply(&delete_doc(&self.table), "removing the table")
     }
 
     fn nft(&self) -> Nft {
@@ -505,7 +517,9 @@ impl Drop for NftTable {
         if !self.removed {
             // Best effort on an error path; a table left behind is found by the
             // next run (`remove_stale`) once this process is gone.
-            let _ = self.nft().apply(&delete_doc(&self.table), "removing the table");
+            let _ = self
+                .nft()
+                .apply(&delete_doc(&self.table), "removing the table");
         }
     }
 }
@@ -544,7 +558,10 @@ mod tests {
         // dispatch + 16 jumps + 256 leaves + rest
         assert_eq!(count("rule"), 274);
         let text = v.to_string();
-        assert!(text.contains(r#"{"base":"th","len":4,"offset":64}"#), "{text}");
+        assert!(
+            text.contains(r#"{"base":"th","len":4,"offset":64}"#),
+            "{text}"
+        );
         assert!(text.contains(r#"{"counter":"r256"}"#));
         assert!(text.contains(r#""prio":-300"#));
     }
@@ -561,7 +578,10 @@ mod tests {
     fn short_runs_stay_linear() {
         let p = Program::new(ProgramKind::CountEq, Some(65), DEFAULT_PORT, vec![1]).expect("p");
         let v = json(&ruleset("t", &p.rules())).to_string();
-        assert!(v.contains(r#"{"base":"th","len":8,"offset":64}},"op":"==","right":65}"#), "{v}");
+        assert!(
+            v.contains(r#"{"base":"th","len":8,"offset":64}},"op":"==","right":65}"#),
+            "{v}"
+        );
         assert!(!v.contains(r#""len":4"#));
     }
 
@@ -571,7 +591,10 @@ mod tests {
             {"counter":{"family":"ip","name":"r1","table":"t","packets":7,"bytes":1}},
             {"counter":{"family":"ip","name":"r0","table":"t","packets":3,"bytes":1}}]}"#;
         assert_eq!(parse_counters(out, 2).expect("ok"), vec![3, 7]);
-        assert!(matches!(parse_counters(out, 3), Err(MilkshakeError::Nft { .. })));
+        assert!(matches!(
+            parse_counters(out, 3),
+            Err(MilkshakeError::Nft { .. })
+        ));
         assert!(parse_counters("nope", 1).is_err());
         let dup = r#"{"nftables":[{"counter":{"name":"r0","packets":1}},{"counter":{"name":"r0","packets":1}}]}"#;
         assert!(parse_counters(dup, 1).is_err());

@@ -248,14 +248,20 @@ impl SentTally {
     /// An empty tally for a program's ports.
     pub fn for_program(p: &Program) -> SentTally {
         SentTally {
-            per_port: p.planned_per_port().into_iter().map(|(q, _)| (q, 0)).collect(),
+            per_port: p
+                .planned_per_port()
+                .into_iter()
+                .map(|(q, _)| (q, 0))
+                .collect(),
         }
     }
 
     /// Records one packet sent to `dport` (ignored if the port is not the program's).
     pub fn record(&mut self, dport: u16) {
         if let Some(first) = self.per_port.first().map(|e| e.0)
-            && let Some(e) = self.per_port.get_mut(usize::from(dport.wrapping_sub(first)))
+            && let Some(e) = self
+                .per_port
+                .get_mut(usize::from(dport.wrapping_sub(first)))
             && e.0 == dport
         {
             e.1 += 1;
@@ -577,7 +583,10 @@ mod tests {
     fn word_reads_back_message() {
         let p = prog(ProgramKind::Word, None, b"Milkshake!");
         assert_eq!(p.ports(), (51999, 52008));
-        assert_eq!(p.packet_count(), b"Milkshake!".iter().map(|&b| b as u64).sum());
+        assert_eq!(
+            p.packet_count(),
+            b"Milkshake!".iter().map(|&b| b as u64).sum::<u64>()
+        );
         let (d, acc) = run_ideal(&p);
         assert!(acc.exact);
         match &d {
