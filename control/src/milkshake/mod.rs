@@ -117,6 +117,9 @@ pub enum MilkshakeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The generator (`pfs_dataplane::io`) failed.
+    #[error("sender: {0}")]
+    Io(#[from] pfs_dataplane::io::IoError),
     /// The CPU kernels could not be chosen.
     #[error(transparent)]
     Kernel(#[from] pfs_dataplane::kernels::KernelError),

@@ -32,7 +32,7 @@ pub const BASE_CHAIN: &str = "pre";
 /// Priority of the base chain: raw (-300), before conntrack.
 pub const BASE_PRIORITY: i32 = -300;
 
-/// A run of at least this many byte rules on one port becomes a nibble tree.
+/// At least this many byte values at one offset of a port become a nibble tree.
 pub const TREE_MIN: usize = 16;
 
 const FAMILY: NfFamily = NfFamily::IP;
@@ -83,11 +83,8 @@ fn eq(left: Expression<'static>, right: u32) -> Statement<'static> {
     })
 }
 
-fn count_drop(i: usize) -> [Statement<'static>; 2] {
-    [
-        Statement::Counter(stmt::Counter::Named(Cow::Owned(counter_name(i)))),
-        Statement::Drop(None),
-    ]
+fn counter(i: usize) -> Statement<'static> {
+    Statement::Counter(stmt::Counter::Named(Cow::Owned(counter_name(i))))
 }
 
 fn jump(target: String) -> Statement<'static> {
@@ -105,10 +102,16 @@ fn dport() -> Expression<'static> {
     )))
 }
 
-/// Compiles rules into the nftables document that creates table `table` (§8.2).
-/// The chain's first-match order is the rules' order: every counting rule ends
-/// in `drop`.
+/// Compiles rules into the nftables document that creates table `table` (§8.2):
+/// every rule a packet matches counts it; packets to a rule's port are dropped.
 pub fn ruleset(table: &str, rules: &[Rule]) -> Nftables<'static> {
+    ruleset_with(table, rules, TREE_MIN)
+}
+
+/// [`ruleset`] with the tree threshold given: byte rules at one offset become a
+/// nibble tree when there are at least `tree_min` values (`usize::MAX`: always
+/// linear, for measuring the layouts against each other).
+pub fn ruleset_with(table: &str, rules: &[Rule], tree_min: usize) -> Nftables<'static> {
     let t: Cow<'static, str> = Cow::Owned(table.to_string());
     let mut b = Batch::new();
     b.add(NfListObject::Table(Table {
@@ -180,40 +183,37 @@ pub fn ruleset(table: &str, rules: &[Rule]) -> Nftables<'static> {
     b.add(rule(BASE_CHAIN.to_string(), dispatch));
     for (&port, prs) in &by_port {
         let pc = port_chain(port);
-        let mut k = 0;
-        let mut at = 0;
-        while at < prs.len() {
-            let (i, r) = prs[at];
-            let Some((off, _)) = r.byte else {
-                b.add(rule(pc.clone(), count_drop(i).to_vec()));
-                at += 1;
-                continue;
-            };
-            // A maximal run of byte rules at this offset with distinct values.
-            let mut end = at;
-            let mut seen = [false; 256];
-            while end < prs.len() {
-                match prs[end].1.byte {
-                    Some((o, v)) if o == off && !seen[usize::from(v)] => {
-                        seen[usize::from(v)] = true;
-                        end += 1;
-                    }
-                    _ => break,
-                }
+        // Port-only rules: count every packet of the port, no verdict.
+        for &(i, r) in prs {
+            if r.byte.is_none() {
+                b.add(rule(pc.clone(), vec![counter(i)]));
             }
-            let run = &prs[at..end];
-            if run.len() < TREE_MIN {
-                for &(i, r) in run {
-                    let v = r.byte.map_or(0, |b| b.1);
-                    let mut e = vec![eq(raw(off, 0, 8), u32::from(v))];
-                    e.extend(count_drop(i));
-                    b.add(rule(pc.clone(), e));
+        }
+        // Byte rules by offset, then value; rules with equal (offset, value)
+        // share one nft rule with one counter statement each.
+        let mut by_off: BTreeMap<u16, BTreeMap<u8, Vec<usize>>> = BTreeMap::new();
+        for &(i, r) in prs {
+            if let Some((off, v)) = r.byte {
+                by_off.entry(off).or_default().entry(v).or_default().push(i);
+            }
+        }
+        for (k, (off, vals)) in by_off.into_iter().enumerate() {
+            let leaf = |m: Statement<'static>, idx: &[usize]| {
+                let mut e = vec![m];
+                e.extend(idx.iter().map(|&i| counter(i)));
+                e
+            };
+            if vals.len() < tree_min {
+                for (v, idx) in &vals {
+                    b.add(rule(
+                        pc.clone(),
+                        leaf(eq(raw(off, 0, 8), u32::from(*v)), idx),
+                    ));
                 }
             } else {
-                let mut hi: BTreeMap<u8, Vec<(usize, u8)>> = BTreeMap::new();
-                for &(i, r) in run {
-                    let v = r.byte.map_or(0, |b| b.1);
-                    hi.entry(v >> 4).or_default().push((i, v & 0x0f));
+                let mut hi: BTreeMap<u8, Vec<(u8, Vec<usize>)>> = BTreeMap::new();
+                for (v, idx) in vals {
+                    hi.entry(v >> 4).or_default().push((v & 0x0f, idx));
                 }
                 for (h, los) in hi {
                     let sub = format!("{pc}_{k}_{h:x}");
@@ -222,16 +222,16 @@ pub fn ruleset(table: &str, rules: &[Rule]) -> Nftables<'static> {
                         pc.clone(),
                         vec![eq(raw(off, 0, 4), u32::from(h)), jump(sub.clone())],
                     ));
-                    for (i, lo) in los {
-                        let mut e = vec![eq(raw(off, 4, 4), u32::from(lo))];
-                        e.extend(count_drop(i));
-                        b.add(rule(sub.clone(), e));
+                    for (lo, idx) in los {
+                        b.add(rule(
+                            sub.clone(),
+                            leaf(eq(raw(off, 4, 4), u32::from(lo)), &idx),
+                        ));
                     }
                 }
-                k += 1;
             }
-            at = end;
         }
+        b.add(rule(pc.clone(), vec![Statement::Drop(None)]));
     }
     b.to_nftables()
 }
@@ -555,8 +555,8 @@ mod tests {
         assert_eq!(count("counter"), 257);
         // base + port chain + 16 nibble chains
         assert_eq!(count("chain"), 18);
-        // dispatch + 16 jumps + 256 leaves + rest
-        assert_eq!(count("rule"), 274);
+        // dispatch + total + 16 jumps + 256 leaves + drop
+        assert_eq!(count("rule"), 275);
         let text = v.to_string();
         assert!(
             text.contains(r#"{"base":"th","len":4,"offset":64}"#),

@@ -23,8 +23,8 @@ pub const PAYLOAD_OFFSET: u16 = 0;
 pub const WORD_PAYLOAD: u8 = b'm';
 
 /// One counter rule: packets to UDP port `dport` (and, when `byte` is set, whose
-/// payload byte at offset `.0` equals `.1`). Rules are evaluated in order and a
-/// packet is counted by the first rule it matches only (§2).
+/// payload byte at offset `.0` equals `.1`). Every rule a packet matches counts
+/// it (§2); every program has one port-only rule per port (its total).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Rule {
     /// Destination UDP port.
@@ -46,7 +46,7 @@ impl fmt::Display for Rule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProgramKind {
-    /// Byte histogram: 256 rules plus one for the rest of the port.
+    /// Byte histogram: 256 byte rules plus the port's total.
     Histogram,
     /// Count of bytes equal to an immediate.
     CountEq,
@@ -318,7 +318,7 @@ pub enum Decoded {
         xor: u8,
         /// counteq for the requested imm, if any.
         counteq: Option<(u8, u64)>,
-        /// Packets on the port whose payload matched no byte rule.
+        /// Packets on the port whose payload matched no byte rule (total − bytes).
         rest: u64,
     },
     /// counteq.
@@ -372,16 +372,17 @@ pub fn decode(
         ProgramKind::Histogram => {
             let mut h = Box::new([0u64; 256]);
             h.copy_from_slice(&counters[..256]);
-            decoded_histogram(h, counters[256], p.imm)
+            let bytes: u64 = h.iter().sum();
+            decoded_histogram(h, counters[256].saturating_sub(bytes), p.imm)
         }
         ProgramKind::CountEq => Decoded::CountEq {
             imm: p.imm.unwrap_or(0),
             count: counters[0],
-            rest: counters[1],
+            rest: counters[1].saturating_sub(counters[0]),
         },
         ProgramKind::Word => decoded_word(counters.to_vec()),
     };
-    // Per-port: counted on the port vs sent to it.
+    // Per-port: seen on the port (its port-only rule) vs sent to it.
     let mut stray = 0u64;
     let mut not_counted = 0u64;
     let mut counted = 0u64;
@@ -389,7 +390,7 @@ pub fn decode(
         let seen: u64 = rules
             .iter()
             .zip(counters)
-            .filter(|(r, _)| r.dport == port)
+            .filter(|(r, _)| r.dport == port && r.byte.is_none())
             .map(|(_, c)| *c)
             .sum();
         let s = sent.sent_to(port);
@@ -496,21 +497,21 @@ pub fn oracle(p: &Program, k: &Kernels) -> Oracle {
     }
 }
 
-/// The counters an ideal firewall shows after `packets` (first matching rule
-/// wins): the reference the backends are tested against (§2).
+/// The counters an ideal firewall shows after `packets` (every matching rule
+/// counts): the reference the backends are tested against (§2).
 pub fn simulate(rules: &[Rule], packets: impl Iterator<Item = Packet>) -> Vec<u64> {
     let mut c = vec![0u64; rules.len()];
     for pk in packets {
-        let hit = rules.iter().position(|r| {
-            r.dport == pk.dport
+        for (i, r) in rules.iter().enumerate() {
+            let hit = r.dport == pk.dport
                 && match r.byte {
                     None => true,
                     Some((0, v)) => pk.payload == v,
                     Some(_) => false,
-                }
-        });
-        if let Some(i) = hit {
-            c[i] += 1;
+                };
+            if hit {
+                c[i] += 1;
+            }
         }
     }
     c
@@ -613,11 +614,13 @@ mod tests {
             sent.record(pk.dport);
         }
         let mut c = simulate(&p.rules(), p.packets());
-        c[b'z' as usize] += 2; // two stray packets
+        c[b'z' as usize] += 2; // two stray packets: their byte rule and the total
+        c[256] += 2;
         let (_, acc) = decode(&p, &c, &sent).expect("decode");
         assert_eq!((acc.stray, acc.not_counted, acc.exact), (2, 0, false));
         let mut c = simulate(&p.rules(), p.packets());
         c[b'a' as usize] -= 1; // one lost
+        c[256] -= 1;
         let (_, acc) = decode(&p, &c, &sent).expect("decode");
         assert_eq!((acc.stray, acc.not_counted, acc.exact), (0, 1, false));
     }

@@ -1,13 +1,16 @@
 //! `pfs milkshake run` and `pfs milkshake rules` (`specs/milkshake.md` §9): the
 //! I/O shell around [`super::program`]: lab, backend, sender, settle, report.
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use pfs_dataplane::io::{self, IoConfig};
 use pfs_dataplane::kernels::Kernels;
+use pfs_dataplane::linerate::pace::Pacer;
 use pfs_dataplane::netns::NetnsGuard;
+use pfs_ebpf::{Action, CountRule, Counter, ModeRequest};
 use serde::Serialize;
 
 use super::MilkshakeError;
@@ -158,11 +161,12 @@ pub struct SendReport {
     /// Sending stopped at the time bound before every packet was sent.
     pub timed_out: bool,
     /// Generator used.
-    pub generator: &'static str,
+    pub generator: String,
 }
 
 /// Sends the program's packets from namespace `ns_a` (bound to `src`) to `dst`,
-/// bounded by count (the program's packets) and by time, paced to `pps`.
+/// bounded by count (the program's packets) and by time, paced to `pps`, with
+/// the `io` mmsg generator (sendmmsg batches of 64; a batch never spans ports).
 pub fn send(
     p: &Program,
     ns_a: &str,
@@ -170,60 +174,67 @@ pub fn send(
     dst: Ipv4Addr,
     limits: SendLimits,
 ) -> Result<SendReport, MilkshakeError> {
-    let _g = NetnsGuard::enter(ns_a)?;
-    let sock =
-        UdpSocket::bind(SocketAddrV4::new(src, 0)).map_err(|source| MilkshakeError::Send {
-            step: "bind",
-            source,
-        })?;
+    let mut io = {
+        let _g = NetnsGuard::enter(ns_a)?;
+        io::open(&IoConfig::new(io::Backend::Mmsg, SocketAddrV4::new(src, 0)))?
+    };
+    let generator = format!("io::{} ({})", io.backend().name(), io.mode());
     let mut tally = SentTally::for_program(p);
     let deadline = Duration::from_secs_f64(limits.seconds);
+    let rate = match limits.pps {
+        Pps::Rate(r) => Some(r),
+        Pps::Max => None,
+    };
     let start = Instant::now();
-    let mut sent = 0u64;
+    let now_ns = || start.elapsed().as_nanos() as u64;
+    let mut pacer = Pacer::new(rate, 0, BATCH);
     let mut timed_out = false;
     let mut last = start;
-    for pk in p.packets() {
-        if sent.is_multiple_of(64) {
-            let now = Instant::now();
-            let el = now - start;
-            if el >= deadline {
-                timed_out = true;
-                break;
-            }
-            if let Pps::Rate(r) = limits.pps {
-                let due = Duration::from_secs_f64(sent as f64 / r as f64);
-                if due > el {
-                    std::thread::sleep((due - el).min(deadline - el));
-                }
-            }
-        }
-        let to = SocketAddrV4::new(dst, pk.dport);
-        loop {
-            match sock.send_to(&[pk.payload], to) {
-                Ok(_) => break,
-                // The qdisc-less veth can refuse a burst; the packet was not sent.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
-                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {}
-                Err(source) => {
-                    return Err(MilkshakeError::Send {
-                        step: "sendto",
-                        source,
-                    });
-                }
-            }
-            if start.elapsed() >= deadline {
-                timed_out = true;
-                break;
-            }
-        }
-        if timed_out {
+    let mut pkts = p.packets().peekable();
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH);
+    'outer: while pkts.peek().is_some() {
+        if start.elapsed() >= deadline {
+            timed_out = true;
             break;
         }
-        tally.record(pk.dport);
-        sent += 1;
-        last = Instant::now();
+        let allow = pacer.allowance(now_ns());
+        if allow == 0 {
+            let wait = Duration::from_nanos(pacer.wait_ns(now_ns()));
+            std::thread::sleep(wait.min(deadline.saturating_sub(start.elapsed())));
+            continue;
+        }
+        let Some(first) = pkts.peek().copied() else {
+            break;
+        };
+        batch.clear();
+        while batch.len() < allow
+            && let Some(pk) = pkts.next_if(|q| q.dport == first.dport)
+        {
+            batch.push(pk.payload);
+        }
+        let to = SocketAddrV4::new(dst, first.dport);
+        let mut done = 0;
+        while done < batch.len() {
+            let rest = &batch[done..];
+            let k = io.send(to, rest.len(), 1, &mut |i, buf| buf[0] = rest[i])?;
+            for _ in 0..k {
+                tally.record(first.dport);
+            }
+            pacer.sent(k);
+            done += k;
+            if k > 0 {
+                last = Instant::now();
+            } else if start.elapsed() >= deadline {
+                timed_out = true;
+                break 'outer;
+            } else {
+                // The socket buffer is full: let the receiver's softirq drain it.
+                std::thread::yield_now();
+            }
+        }
     }
     let seconds = (last - start).as_secs_f64();
+    let sent = tally.total();
     Ok(SendReport {
         tally,
         sent,
@@ -234,8 +245,80 @@ pub fn send(
             0.0
         },
         timed_out,
-        generator: "std::net::UdpSocket",
+        generator,
     })
+}
+
+/// Packets per sendmmsg call.
+const BATCH: usize = 64;
+
+/// The XDP `count` program on the lab's veth b; detached (inside namespace b) on drop.
+#[derive(Debug)]
+pub struct XdpCounters {
+    ns: String,
+    counter: Option<Counter>,
+}
+
+impl XdpCounters {
+    /// Attaches `rules` to `ifname` in namespace `ns` (native, else generic with a
+    /// warning), action drop.
+    pub fn attach(ns: &str, ifname: &str, rules: &[Rule]) -> Result<XdpCounters, MilkshakeError> {
+        let cr: Vec<CountRule> = rules
+            .iter()
+            .map(|r| CountRule {
+                dport: r.dport,
+                byte: r.byte,
+            })
+            .collect();
+        let _g = NetnsGuard::enter(ns)?;
+        let counter = Counter::attach(ifname, ModeRequest::NativeOrGeneric, &cr, Action::Drop)
+            .map_err(|e| MilkshakeError::Xdp {
+                step: "attach",
+                detail: e.to_string(),
+            })?;
+        Ok(XdpCounters {
+            ns: ns.to_string(),
+            counter: Some(counter),
+        })
+    }
+
+    /// Per-rule packets, per-CPU counters summed.
+    pub fn read(&self) -> Result<Vec<u64>, MilkshakeError> {
+        let c = self.counter.as_ref().ok_or(MilkshakeError::Xdp {
+            step: "read",
+            detail: "already detached".into(),
+        })?;
+        c.read()
+            .map(|v| v.iter().map(|rc| rc.packets).collect())
+            .map_err(|e| MilkshakeError::Xdp {
+                step: "read",
+                detail: e.to_string(),
+            })
+    }
+
+    fn describe(&self) -> String {
+        match &self.counter {
+            Some(c) => format!("xdp count on {} ({})", c.ifname(), c.mode()),
+            None => "xdp (detached)".into(),
+        }
+    }
+
+    /// Detaches now, inside namespace b.
+    pub fn detach(mut self) -> Result<(), MilkshakeError> {
+        let _g = NetnsGuard::enter(&self.ns)?;
+        drop(self.counter.take());
+        Ok(())
+    }
+}
+
+impl Drop for XdpCounters {
+    fn drop(&mut self) {
+        if let Some(c) = self.counter.take() {
+            // Detach where the interface is; if the namespace is gone, so is the link.
+            let _g = NetnsGuard::enter(&self.ns);
+            drop(c);
+        }
+    }
 }
 
 /// Installed counters of either backend; removed on drop.
@@ -243,6 +326,8 @@ pub fn send(
 pub enum Installed {
     /// nftables table.
     Nft(NftTable),
+    /// XDP count program.
+    Xdp(XdpCounters),
 }
 
 impl Installed {
@@ -254,10 +339,11 @@ impl Installed {
     ) -> Result<Installed, MilkshakeError> {
         match kind {
             BackendKind::Nft => Ok(Installed::Nft(NftTable::install(lab.ns_b(), rules)?)),
-            BackendKind::Xdp => Err(MilkshakeError::Xdp {
-                step: "attach",
-                detail: "the XDP count loader (pfs_ebpf::Counter) is not in this build".into(),
-            }),
+            BackendKind::Xdp => Ok(Installed::Xdp(XdpCounters::attach(
+                lab.ns_b(),
+                lab.veth_b(),
+                rules,
+            )?)),
         }
     }
 
@@ -265,6 +351,7 @@ impl Installed {
     pub fn read(&self) -> Result<Vec<u64>, MilkshakeError> {
         match self {
             Installed::Nft(t) => t.read(),
+            Installed::Xdp(x) => x.read(),
         }
     }
 
@@ -272,6 +359,7 @@ impl Installed {
     pub fn describe(&self) -> String {
         match self {
             Installed::Nft(t) => format!("table ip {}", t.name()),
+            Installed::Xdp(x) => x.describe(),
         }
     }
 
@@ -279,6 +367,7 @@ impl Installed {
     pub fn remove(self) -> Result<(), MilkshakeError> {
         match self {
             Installed::Nft(t) => t.remove(),
+            Installed::Xdp(x) => x.detach(),
         }
     }
 }
