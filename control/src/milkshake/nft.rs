@@ -337,8 +337,22 @@ pub fn parse_tables(json: &str) -> Result<Vec<FoundTable>, MilkshakeError> {
     Ok(out)
 }
 
-/// Finds `nft` on `PATH` (and in `/usr/sbin`, `/sbin`).
+/// Environment variable naming the `nft` binary to use (default: found on `PATH`).
+pub const NFT_ENV: &str = "PFS_NFT";
+
+/// Finds `nft`: `$PFS_NFT` if set, else on `PATH` (and in `/usr/sbin`, `/sbin`).
 pub fn find_nft() -> Result<PathBuf, MilkshakeError> {
+    if let Some(p) = std::env::var_os(NFT_ENV).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if is_executable(&p) {
+            Ok(p)
+        } else {
+            Err(MilkshakeError::NftMissing(format!(
+                "{NFT_ENV}={} is not an executable file",
+                p.display()
+            )))
+        };
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs =
         std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]);

@@ -433,6 +433,9 @@ pub fn run_program(
     if !(limits.seconds > 0.0 && limits.seconds.is_finite()) {
         return Err(MilkshakeError::BadSeconds(limits.seconds));
     }
+    if backend == BackendKind::Nft {
+        nft::find_nft()?;
+    }
     let lab = Lab::open(lab_name)
         .map_err(|e| MilkshakeError::NoLab(lab_name.to_string(), e.to_string()))?;
     let kernels = Kernels::get()?;
