@@ -433,11 +433,18 @@ pub fn run_program(
     if !(limits.seconds > 0.0 && limits.seconds.is_finite()) {
         return Err(MilkshakeError::BadSeconds(limits.seconds));
     }
-    if backend == BackendKind::Nft {
-        nft::find_nft()?;
-    }
+    let nft_ok = match (backend, nft::find_nft()) {
+        (BackendKind::Nft, Err(e)) => return Err(e),
+        (_, r) => r.is_ok(),
+    };
     let lab = Lab::open(lab_name)
         .map_err(|e| MilkshakeError::NoLab(lab_name.to_string(), e.to_string()))?;
+    if backend == BackendKind::Xdp && nft_ok {
+        // A stale table of a SIGKILLed nft run never sees a packet under XDP,
+        // but it is litter: remove it (best effort; the nft backend does the
+        // same before installing, and fails if it cannot).
+        let _ = nft::remove_stale(lab.ns_b());
+    }
     let kernels = Kernels::get()?;
     let rules = p.rules();
     let t0 = Instant::now();
