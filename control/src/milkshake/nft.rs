@@ -463,6 +463,16 @@ impl NftTable {
     /// Removes stale tables in `ns`, refuses ports that a live run's table uses,
     /// then installs `rules` in a new table.
     pub fn install(ns: &str, rules: &[Rule]) -> Result<NftTable, MilkshakeError> {
+        NftTable::install_with(ns, rules, TREE_MIN)
+    }
+
+    /// [`NftTable::install`] with the nibble-tree threshold of [`ruleset_with`]
+    /// (benchmarks compare the layouts).
+    pub fn install_with(
+        ns: &str,
+        rules: &[Rule],
+        tree_min: usize,
+    ) -> Result<NftTable, MilkshakeError> {
         let nft = Nft {
             ns: ns.to_string(),
             bin: find_nft()?,
@@ -495,7 +505,7 @@ impl NftTable {
         };
         // `me` is built before applying so that a partial failure is cleaned up
         // by its Drop (nft applies a document atomically, so none is expected).
-        nft.apply(&ruleset(&table, rules), "installing rules")?;
+        nft.apply(&ruleset_with(&table, rules, tree_min), "installing rules")?;
         Ok(me)
     }
 
