@@ -52,8 +52,12 @@ struct Trial {
     exact: bool,
 }
 
-fn trial(sink: Sink, lab: &Lab, p: &Program, pps: Pps) -> Trial {
-    let limits = SendLimits { pps, seconds: 30.0 };
+fn trial(sink: Sink, generator: io::Backend, lab: &Lab, p: &Program, pps: Pps) -> Trial {
+    let limits = SendLimits {
+        pps,
+        seconds: 30.0,
+        generator,
+    };
     if sink == Sink::Userspace {
         return userspace_trial(lab, p, limits);
     }
@@ -65,7 +69,7 @@ fn trial(sink: Sink, lab: &Lab, p: &Program, pps: Pps) -> Trial {
         }
         _ => Installed::Nft(NftTable::install_with(lab.ns_b(), &rules, usize::MAX).unwrap()),
     };
-    let sr = run::send(p, lab.ns_a(), lab.addr_a(), lab.addr_b(), limits).unwrap();
+    let sr = run::send(p, lab, limits).unwrap();
     let (c, _) = run::settle(&inst, Duration::from_millis(30), Duration::from_secs(3)).unwrap();
     inst.remove().unwrap();
     let (d, acc) = program::decode(p, &c, &sr.tally).unwrap();
@@ -130,7 +134,7 @@ fn userspace_trial(lab: &Lab, p: &Program, limits: SendLimits) -> Trial {
         c.push(total);
         c
     });
-    let sr = run::send(p, lab.ns_a(), lab.addr_a(), lab.addr_b(), limits).unwrap();
+    let sr = run::send(p, lab, limits).unwrap();
     done.store(true, Ordering::Relaxed);
     let c = recv.join().unwrap();
     let (d, acc) = program::decode(p, &c, &sr.tally).unwrap();
@@ -149,8 +153,8 @@ struct Found {
     trials: usize,
 }
 
-fn highest_exact(sink: Sink, lab: &Lab, p: &Program) -> Found {
-    let full = trial(sink, lab, p, Pps::Max);
+fn highest_exact(sink: Sink, generator: io::Backend, lab: &Lab, p: &Program) -> Found {
+    let full = trial(sink, generator, lab, p, Pps::Max);
     if full.exact {
         return Found {
             rate: full.pps,
@@ -162,7 +166,7 @@ fn highest_exact(sink: Sink, lab: &Lab, p: &Program) -> Found {
     let mut trials = 1;
     for _ in 0..6 {
         let mid = ((lo + hi) / 2.0).max(1000.0);
-        let t = trial(sink, lab, p, Pps::Rate(mid as u64));
+        let t = trial(sink, generator, lab, p, Pps::Rate(mid as u64));
         trials += 1;
         if t.exact {
             lo = t.pps.min(mid);
@@ -209,38 +213,51 @@ fn main() {
         .collect();
     let p = Program::new(ProgramKind::Histogram, None, 51999, data).unwrap();
     println!(
-        "milkshake histogram: {} KiB input = {} packets of 1-byte UDP payload, lab {name} (veth), generator io::mmsg (sendmmsg, batch 64)",
+        "milkshake histogram: {} KiB input = {} packets of 1-byte UDP payload, lab {name} (veth)",
         kib,
         p.packet_count()
     );
-    println!(
-        "{:<28} {:>18} {:>22} {:>8}",
-        "counter", "highest exact rate", "unpaced: rate, counted", "trials"
-    );
-    let mut rates = Vec::new();
-    for sink in [Sink::Xdp, Sink::NftTree, Sink::NftLinear, Sink::Userspace] {
-        let f = highest_exact(sink, &lab, &p);
+    let gens: Vec<io::Backend> = std::env::var("PFS_MILKSHAKE_BENCH_GENERATORS")
+        .unwrap_or_else(|_| "mmsg,xsk".into())
+        .split(',')
+        .filter_map(|g| g.parse().ok())
+        .collect();
+    for generator in gens {
+        if let Err(e) = generator.probe() {
+            println!("generator {generator}: SKIP: {e}");
+            continue;
+        }
+        println!();
+        println!("generator io::{generator} (batch 64), same run for every counter:");
         println!(
-            "{:<28} {:>13.3} Mpps {:>10.3} Mpps, {:>6.2}% {:>8}",
-            sink.name(),
-            f.rate / 1e6,
-            f.full.pps / 1e6,
-            100.0 * f.full.counted as f64 / f.full.sent.max(1) as f64,
-            f.trials
+            "{:<28} {:>18} {:>22} {:>8}",
+            "counter", "highest exact rate", "unpaced: rate, counted", "trials"
         );
-        rates.push((sink, f.rate));
-    }
-    let user = rates
-        .iter()
-        .find(|r| r.0 == Sink::Userspace)
-        .map_or(0.0, |r| r.1);
-    for (sink, r) in &rates {
-        if *sink != Sink::Userspace {
+        let mut rates = Vec::new();
+        for sink in [Sink::Xdp, Sink::NftTree, Sink::NftLinear, Sink::Userspace] {
+            let f = highest_exact(sink, generator, &lab, &p);
             println!(
-                "ratio {} / userspace recvmmsg: {:.2}x",
+                "{:<28} {:>13.3} Mpps {:>10.3} Mpps, {:>6.2}% {:>8}",
                 sink.name(),
-                r / user.max(1.0)
+                f.rate / 1e6,
+                f.full.pps / 1e6,
+                100.0 * f.full.counted as f64 / f.full.sent.max(1) as f64,
+                f.trials
             );
+            rates.push((sink, f.rate));
+        }
+        let user = rates
+            .iter()
+            .find(|r| r.0 == Sink::Userspace)
+            .map_or(0.0, |r| r.1);
+        for (sink, r) in &rates {
+            if *sink != Sink::Userspace {
+                println!(
+                    "ratio {} / userspace recvmmsg: {:.2}x",
+                    sink.name(),
+                    r / user.max(1.0)
+                );
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ const CHILD_ENV: &str = "PFS_NETNS_TEST_MILKSHAKE_CHILD";
 const LIMITS: SendLimits = SendLimits {
     pps: Pps::Rate(50_000),
     seconds: 10.0,
+    generator: pfs_dataplane::io::Backend::Mmsg,
 };
 
 fn word(text: &str) -> Program {

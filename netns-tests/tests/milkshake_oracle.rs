@@ -11,6 +11,7 @@ use pfs_netns_tests::require_root;
 const LIMITS: SendLimits = SendLimits {
     pps: Pps::Rate(100_000),
     seconds: 20.0,
+    generator: pfs_dataplane::io::Backend::Mmsg,
 };
 
 fn programs() -> Vec<Program> {
@@ -86,6 +87,7 @@ fn milkshake_stray_traffic_is_reported() {
         let limits = SendLimits {
             pps: Pps::Rate(20_000),
             seconds: 20.0,
+            generator: pfs_dataplane::io::Backend::Mmsg,
         };
         let r = run_program(backend, &p, l.name(), limits);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -1,7 +1,7 @@
 //! `pfs milkshake run` and `pfs milkshake rules` (`specs/milkshake.md` §9): the
 //! I/O shell around [`super::program`]: lab, backend, sender, settle, report.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -109,6 +109,9 @@ pub struct RunArgs {
     /// Longest time to send, in seconds (the run stops sending then).
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Generator: mmsg (sendmmsg), uring (io_uring) or xsk (AF_XDP frames on veth a).
+    #[arg(long, default_value = "mmsg")]
+    pub generator: String,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -137,13 +140,16 @@ pub fn program_from(a: &ProgramArgs) -> Result<(BackendKind, Program), Milkshake
     Ok((backend, Program::new(kind, a.imm, a.port, input)?))
 }
 
-/// Sender limits.
+/// Sender limits and generator.
 #[derive(Debug, Clone, Copy)]
 pub struct SendLimits {
     /// Rate.
     pub pps: Pps,
     /// Longest sending time.
     pub seconds: f64,
+    /// Generator: an `io` backend (mmsg by default; xsk sends AF_XDP frames from
+    /// veth a, the fastest here; uring).
+    pub generator: io::Backend,
 }
 
 /// What the sender did.
@@ -164,19 +170,50 @@ pub struct SendReport {
     pub generator: String,
 }
 
-/// Sends the program's packets from namespace `ns_a` (bound to `src`) to `dst`,
+/// The MAC address of `ifname` in namespace `ns` (from `ip -j link show`).
+pub fn mac_of(ns: &str, ifname: &str) -> Result<[u8; 6], MilkshakeError> {
+    let fail = |detail: String| MilkshakeError::Send {
+        step: "peer MAC",
+        source: std::io::Error::other(detail),
+    };
+    let o = std::process::Command::new("ip")
+        .args(["-j", "-n", ns, "link", "show", "dev", ifname])
+        .output()
+        .map_err(|e| fail(format!("ip: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .map_err(|e| fail(format!("ip -j link show {ifname} in {ns}: {e}")))?;
+    let addr = v[0]["address"].as_str().unwrap_or_default();
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = addr.split(':').collect();
+    if parts.len() != 6 {
+        return Err(fail(format!(
+            "{ifname} in {ns} has no MAC address ({addr:?})"
+        )));
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16).map_err(|e| fail(format!("{addr}: {e}")))?;
+    }
+    Ok(mac)
+}
+
+/// Sends the program's packets from the lab's namespace a to b's address,
 /// bounded by count (the program's packets) and by time, paced to `pps`, with
-/// the `io` mmsg generator (sendmmsg batches of 64; a batch never spans ports).
-pub fn send(
-    p: &Program,
-    ns_a: &str,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    limits: SendLimits,
-) -> Result<SendReport, MilkshakeError> {
+/// the chosen `io` generator (batches of 64; a batch never spans ports).
+pub fn send(p: &Program, lab: &Lab, limits: SendLimits) -> Result<SendReport, MilkshakeError> {
+    let src = lab.addr_a();
+    let dst = lab.addr_b();
+    let mut cfg = IoConfig::new(limits.generator, SocketAddrV4::new(src, 0));
+    if limits.generator == io::Backend::Xsk {
+        cfg.xsk = Some(io::XskConfig {
+            ifname: lab.veth_a().to_string(),
+            queue: 0,
+            zerocopy: None,
+            peer_mac: mac_of(lab.ns_b(), lab.veth_b())?,
+        });
+    }
     let mut io = {
-        let _g = NetnsGuard::enter(ns_a)?;
-        io::open(&IoConfig::new(io::Backend::Mmsg, SocketAddrV4::new(src, 0)))?
+        let _g = NetnsGuard::enter(lab.ns_a())?;
+        io::open(&cfg)?
     };
     let generator = format!("io::{} ({})", io.backend().name(), io.mode());
     let mut tally = SentTally::for_program(p);
@@ -453,7 +490,7 @@ pub fn run_program(
     let outcome = (|| {
         // Counters start at zero: anything that arrives between install and
         // send is stray traffic and is reported as such.
-        let sr = send(p, lab.ns_a(), lab.addr_a(), lab.addr_b(), limits)?;
+        let sr = send(p, &lab, limits)?;
         let (counters, settle_s) =
             settle(&inst, Duration::from_millis(30), Duration::from_secs(3))?;
         Ok::<_, MilkshakeError>((sr, counters, settle_s))
@@ -495,9 +532,14 @@ fn usage(e: MilkshakeError) -> anyhow::Error {
 pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     let (backend, p) = program_from(&a.program).map_err(usage)?;
     let pps: Pps = a.pps.parse().map_err(usage)?;
+    let generator: io::Backend = a
+        .generator
+        .parse()
+        .map_err(|e| crate::usage::bad(format!("--generator: {e}")))?;
     let limits = SendLimits {
         pps,
         seconds: a.seconds,
+        generator,
     };
     let r = run_program(backend, &p, &a.lab, limits).map_err(usage)?;
     if a.json {
