@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pfs_control::lab::Lab;
-use pfs_control::milkshake::nft::{NftTable, TREE_MIN};
+use pfs_control::milkshake::nft::{Layout, NftTable};
 use pfs_control::milkshake::program::{self, Program, ProgramKind};
 use pfs_control::milkshake::run::{self, Installed, Pps, SendLimits, XdpCounters};
 use pfs_dataplane::io::{self, IoConfig};
@@ -29,6 +29,7 @@ use pfs_dataplane::netns::NetnsGuard;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Sink {
     Xdp,
+    NftVmap,
     NftTree,
     NftLinear,
     Userspace,
@@ -38,6 +39,7 @@ impl Sink {
     fn name(self) -> &'static str {
         match self {
             Sink::Xdp => "xdp count",
+            Sink::NftVmap => "nft (vmap, default)",
             Sink::NftTree => "nft (nibble tree)",
             Sink::NftLinear => "nft (256 linear rules)",
             Sink::Userspace => "userspace recvmmsg (peer)",
@@ -64,10 +66,13 @@ fn trial(sink: Sink, generator: io::Backend, lab: &Lab, p: &Program, pps: Pps) -
     let rules = p.rules();
     let inst = match sink {
         Sink::Xdp => Installed::Xdp(XdpCounters::attach(lab.ns_b(), lab.veth_b(), &rules).unwrap()),
-        Sink::NftTree => {
-            Installed::Nft(NftTable::install_with(lab.ns_b(), &rules, TREE_MIN).unwrap())
+        Sink::NftVmap => {
+            Installed::Nft(NftTable::install_with(lab.ns_b(), &rules, Layout::Vmap).unwrap())
         }
-        _ => Installed::Nft(NftTable::install_with(lab.ns_b(), &rules, usize::MAX).unwrap()),
+        Sink::NftTree => {
+            Installed::Nft(NftTable::install_with(lab.ns_b(), &rules, Layout::Tree).unwrap())
+        }
+        _ => Installed::Nft(NftTable::install_with(lab.ns_b(), &rules, Layout::Linear).unwrap()),
     };
     let sr = run::send(p, lab, limits).unwrap();
     let (c, _) = run::settle(&inst, Duration::from_millis(30), Duration::from_secs(3)).unwrap();
@@ -234,7 +239,13 @@ fn main() {
             "counter", "highest exact rate", "unpaced: rate, counted", "trials"
         );
         let mut rates = Vec::new();
-        for sink in [Sink::Xdp, Sink::NftTree, Sink::NftLinear, Sink::Userspace] {
+        for sink in [
+            Sink::Xdp,
+            Sink::NftVmap,
+            Sink::NftTree,
+            Sink::NftLinear,
+            Sink::Userspace,
+        ] {
             let f = highest_exact(sink, generator, &lab, &p);
             println!(
                 "{:<28} {:>13.3} Mpps {:>10.3} Mpps, {:>6.2}% {:>8}",

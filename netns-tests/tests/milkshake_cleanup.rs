@@ -78,6 +78,23 @@ fn milkshake_error_mid_run_removes_rules() {
 }
 
 #[test]
+fn milkshake_xdp_busy_is_refused() {
+    if !require_root("milkshake_xdp_busy_is_refused") {
+        return;
+    }
+    let l = TestLab::up('b');
+    let held = XdpCounters::attach(l.lab.ns_b(), l.lab.veth_b(), &word("hold").rules()).unwrap();
+    let e = run_program(BackendKind::Xdp, &word("second"), l.name(), LIMITS).unwrap_err();
+    assert!(
+        matches!(e, MilkshakeError::XdpBusy { .. }) && e.is_usage(),
+        "{e}"
+    );
+    assert!(tables(&l).is_empty());
+    held.detach().unwrap();
+    assert_clean(&l, "after a refused second XDP run");
+}
+
+#[test]
 fn milkshake_xdp_refusal_leaves_nothing() {
     if !require_root("milkshake_xdp_refusal_leaves_nothing") {
         return;

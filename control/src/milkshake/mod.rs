@@ -90,6 +90,18 @@ pub enum MilkshakeError {
         /// Counters read.
         got: usize,
     },
+    /// An XDP program is already attached to the lab's veth b.
+    #[error(
+        "--backend xdp: {ifname} already has XDP program {prog} (id {id}) attached (another milkshake or XDP user in this lab); wait for it or use --backend nft on other ports"
+    )]
+    XdpBusy {
+        /// Interface.
+        ifname: String,
+        /// Program name.
+        prog: String,
+        /// Program id.
+        id: u64,
+    },
     /// The XDP backend failed.
     #[error("xdp {step}: {detail}")]
     Xdp {
@@ -139,6 +151,7 @@ impl MilkshakeError {
                 | E::ReservedPort(_)
                 | E::TextTooLong { .. }
                 | E::PortCollision { .. }
+                | E::XdpBusy { .. }
                 | E::BadPps(_)
                 | E::BadSeconds(_)
                 | E::NoLab(..)

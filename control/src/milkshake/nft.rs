@@ -32,8 +32,32 @@ pub const BASE_CHAIN: &str = "pre";
 /// Priority of the base chain: raw (-300), before conntrack.
 pub const BASE_PRIORITY: i32 = -300;
 
-/// At least this many byte values at one offset of a port become a nibble tree.
-pub const TREE_MIN: usize = 16;
+/// Fewer byte values than this at one offset of a port are always one rule each.
+pub const LINEAR_MAX: usize = 4;
+
+/// How the byte rules of one port and offset are laid out (§8.2). Measured
+/// against each other by `benches/benches/milkshake.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One rule per value, evaluated in turn (256 for `histogram`).
+    Linear,
+    /// Two levels on the byte's nibbles: at most 16 + 16 rules.
+    Tree,
+    /// An anonymous verdict map on the byte, jumping to a one-rule chain per
+    /// value: one lookup (the default).
+    Vmap,
+}
+
+impl Layout {
+    /// The layout's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Linear => "linear",
+            Layout::Tree => "nibble tree",
+            Layout::Vmap => "vmap",
+        }
+    }
+}
 
 const FAMILY: NfFamily = NfFamily::IP;
 
@@ -105,13 +129,12 @@ fn dport() -> Expression<'static> {
 /// Compiles rules into the nftables document that creates table `table` (§8.2):
 /// every rule a packet matches counts it; packets to a rule's port are dropped.
 pub fn ruleset(table: &str, rules: &[Rule]) -> Nftables<'static> {
-    ruleset_with(table, rules, TREE_MIN)
+    ruleset_with(table, rules, Layout::Vmap)
 }
 
-/// [`ruleset`] with the tree threshold given: byte rules at one offset become a
-/// nibble tree when there are at least `tree_min` values (`usize::MAX`: always
-/// linear, for measuring the layouts against each other).
-pub fn ruleset_with(table: &str, rules: &[Rule], tree_min: usize) -> Nftables<'static> {
+/// [`ruleset`] with the byte-rule layout given (offsets with fewer than
+/// [`LINEAR_MAX`] values are linear in every layout).
+pub fn ruleset_with(table: &str, rules: &[Rule], layout: Layout) -> Nftables<'static> {
     let t: Cow<'static, str> = Cow::Owned(table.to_string());
     let mut b = Batch::new();
     b.add(NfListObject::Table(Table {
@@ -203,13 +226,33 @@ pub fn ruleset_with(table: &str, rules: &[Rule], tree_min: usize) -> Nftables<'s
                 e.extend(idx.iter().map(|&i| counter(i)));
                 e
             };
-            if vals.len() < tree_min {
+            if vals.len() < LINEAR_MAX || layout == Layout::Linear {
                 for (v, idx) in &vals {
                     b.add(rule(
                         pc.clone(),
                         leaf(eq(raw(off, 0, 8), u32::from(*v)), idx),
                     ));
                 }
+            } else if layout == Layout::Vmap {
+                let mut data = Vec::new();
+                for (v, idx) in vals {
+                    let sub = format!("{pc}_{k}_v{v}");
+                    b.add(NfListObject::Chain(chain(sub.clone())));
+                    b.add(rule(sub.clone(), idx.iter().map(|&i| counter(i)).collect()));
+                    data.push(SetItem::Mapping(
+                        Expression::Number(u32::from(v)),
+                        Expression::Verdict(nftables::expr::Verdict::Jump(JumpTarget {
+                            target: Cow::Owned(sub),
+                        })),
+                    ));
+                }
+                b.add(rule(
+                    pc.clone(),
+                    vec![Statement::VerdictMap(VerdictMap {
+                        key: raw(off, 0, 8),
+                        data: Expression::Named(NamedExpression::Set(data)),
+                    })],
+                ));
             } else {
                 let mut hi: BTreeMap<u8, Vec<(u8, Vec<usize>)>> = BTreeMap::new();
                 for (v, idx) in vals {
@@ -463,15 +506,15 @@ impl NftTable {
     /// Removes stale tables in `ns`, refuses ports that a live run's table uses,
     /// then installs `rules` in a new table.
     pub fn install(ns: &str, rules: &[Rule]) -> Result<NftTable, MilkshakeError> {
-        NftTable::install_with(ns, rules, TREE_MIN)
+        NftTable::install_with(ns, rules, Layout::Vmap)
     }
 
-    /// [`NftTable::install`] with the nibble-tree threshold of [`ruleset_with`]
-    /// (benchmarks compare the layouts).
+    /// [`NftTable::install`] with the layout of [`ruleset_with`] (benchmarks
+    /// compare the layouts).
     pub fn install_with(
         ns: &str,
         rules: &[Rule],
-        tree_min: usize,
+        layout: Layout,
     ) -> Result<NftTable, MilkshakeError> {
         let nft = Nft {
             ns: ns.to_string(),
@@ -505,7 +548,7 @@ impl NftTable {
         };
         // `me` is built before applying so that a partial failure is cleaned up
         // by its Drop (nft applies a document atomically, so none is expected).
-        nft.apply(&ruleset_with(&table, rules, tree_min), "installing rules")?;
+        nft.apply(&ruleset_with(&table, rules, layout), "installing rules")?;
         Ok(me)
     }
 
@@ -570,9 +613,28 @@ mod tests {
     }
 
     #[test]
-    fn histogram_compiles_to_a_nibble_tree() {
+    fn histogram_compiles_to_a_vmap() {
         let p = Program::new(ProgramKind::Histogram, None, DEFAULT_PORT, vec![1]).expect("p");
         let v = json(&ruleset("pfs_milkshake_1_0", &p.rules()));
+        let objs = v["nftables"].as_array().expect("array");
+        let count = |k: &str| objs.iter().filter(|o| o["add"].get(k).is_some()).count();
+        assert_eq!(count("counter"), 257);
+        // base + port chain + 256 leaf chains
+        assert_eq!(count("chain"), 258);
+        // dispatch + total + vmap + 256 leaves + drop
+        assert_eq!(count("rule"), 260);
+        let text = v.to_string();
+        assert!(
+            text.contains(r#"{"vmap":{"data":{"set":[[0,{"jump":{"target":"p51999_0_v0"}}]"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""key":{"payload":{"base":"th","len":8,"offset":64}}"#));
+    }
+
+    #[test]
+    fn histogram_compiles_to_a_nibble_tree() {
+        let p = Program::new(ProgramKind::Histogram, None, DEFAULT_PORT, vec![1]).expect("p");
+        let v = json(&ruleset_with("pfs_milkshake_1_0", &p.rules(), Layout::Tree));
         let objs = v["nftables"].as_array().expect("array");
         let count = |k: &str| objs.iter().filter(|o| o["add"].get(k).is_some()).count();
         assert_eq!(count("table"), 1);
@@ -607,6 +669,14 @@ mod tests {
             "{v}"
         );
         assert!(!v.contains(r#""len":4"#));
+    }
+
+    #[test]
+    fn linear_layout_has_one_rule_per_value() {
+        let p = Program::new(ProgramKind::Histogram, None, 2000, vec![1]).expect("p");
+        let v = json(&ruleset_with("t", &p.rules(), Layout::Linear)).to_string();
+        assert_eq!(v.matches(r#""len":8"#).count(), 256);
+        assert!(!v.contains("vmap"));
     }
 
     #[test]

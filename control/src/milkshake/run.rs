@@ -170,19 +170,25 @@ pub struct SendReport {
     pub generator: String,
 }
 
+/// `ip -j -n NS link show dev IFNAME`, parsed (the link object).
+fn link_json(ns: &str, ifname: &str) -> Result<serde_json::Value, String> {
+    let o = std::process::Command::new("ip")
+        .args(["-j", "-n", ns, "link", "show", "dev", ifname])
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .map_err(|e| format!("ip -j link show {ifname} in {ns}: {e}"))?;
+    Ok(v[0].clone())
+}
+
 /// The MAC address of `ifname` in namespace `ns` (from `ip -j link show`).
 pub fn mac_of(ns: &str, ifname: &str) -> Result<[u8; 6], MilkshakeError> {
     let fail = |detail: String| MilkshakeError::Send {
         step: "peer MAC",
         source: std::io::Error::other(detail),
     };
-    let o = std::process::Command::new("ip")
-        .args(["-j", "-n", ns, "link", "show", "dev", ifname])
-        .output()
-        .map_err(|e| fail(format!("ip: {e}")))?;
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .map_err(|e| fail(format!("ip -j link show {ifname} in {ns}: {e}")))?;
-    let addr = v[0]["address"].as_str().unwrap_or_default();
+    let v = link_json(ns, ifname).map_err(fail)?;
+    let addr = v["address"].as_str().unwrap_or_default();
     let mut mac = [0u8; 6];
     let parts: Vec<&str> = addr.split(':').collect();
     if parts.len() != 6 {
@@ -307,6 +313,17 @@ impl XdpCounters {
                 byte: r.byte,
             })
             .collect();
+        // One XDP program per interface: another one (a running milkshake, or
+        // anyone's) is a collision, reported as such rather than as a failure.
+        if let Ok(link) = link_json(ns, ifname)
+            && let Some(x) = link.get("xdp")
+        {
+            return Err(MilkshakeError::XdpBusy {
+                ifname: ifname.to_string(),
+                prog: x["prog"]["name"].as_str().unwrap_or("?").to_string(),
+                id: x["prog"]["id"].as_u64().unwrap_or(0),
+            });
+        }
         let _g = NetnsGuard::enter(ns)?;
         let counter = Counter::attach(ifname, ModeRequest::NativeOrGeneric, &cr, Action::Drop)
             .map_err(|e| MilkshakeError::Xdp {
