@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, lab, plan};
+use crate::{bench_local, blob, demo, lab, linerate, plan};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -32,6 +32,8 @@ enum Command {
     /// The netns lab: two namespaces joined by a veth pair.
     #[command(subcommand)]
     Lab(lab::cmd::LabCommand),
+    /// Line-rate UDP probes: tx, rx or reflect over xsk, uring or mmsg.
+    Linerate(linerate::LinerateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +70,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Blob(BlobCommand::Create(a)) => blob::run_create(&a),
         Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
         Command::Lab(c) => lab::cmd::run(&c),
+        Command::Linerate(a) => linerate::run(&a),
     }
 }
 

@@ -6,5 +6,6 @@ pub mod blob;
 pub mod cli;
 pub mod demo;
 pub mod lab;
+pub mod linerate;
 pub mod plan;
 pub mod usage;
