@@ -347,12 +347,18 @@ fn attach_redirect(
     queue: u32,
     fd: std::os::fd::RawFd,
 ) -> Result<Box<dyn std::any::Any>, SetupError> {
-    // The loader (pfs_ebpf::Redirect) lands with branch ebpf-lab.
-    let _ = (mode, port, queue, fd);
-    Err(SetupError::Xdp {
+    let req = match mode {
+        XdpMode::Native => pfs_ebpf::ModeRequest::Native,
+        XdpMode::Generic => pfs_ebpf::ModeRequest::Generic,
+        XdpMode::Auto => pfs_ebpf::ModeRequest::NativeOrGeneric,
+    };
+    let xdp = |e: pfs_ebpf::EbpfError| SetupError::Xdp {
         ifname: ifname.to_string(),
-        detail: "this build has no redirect program loader yet".into(),
-    })
+        detail: e.to_string(),
+    };
+    let mut redirect = pfs_ebpf::Redirect::attach(ifname, req, &[port]).map_err(xdp)?;
+    redirect.register_xsk(queue, fd).map_err(xdp)?;
+    Ok(Box::new(redirect))
 }
 
 enum Msg {
