@@ -392,7 +392,7 @@ impl Io for Xsk {
 
     fn drops(&self) -> u64 {
         syscall::statistics(&self.fd)
-            .map(|s| s.rx_dropped + s.rx_ring_full + s.rx_fill_ring_empty_descriptors)
+            .map(|s| s.rx_dropped + s.tx_invalid_descriptors)
             .unwrap_or(0)
     }
 

@@ -162,7 +162,7 @@ pub fn tx(
         if now >= deadline {
             break;
         }
-        let n = (pacer.allowance(now) as u64).min(limit - seq) as usize;
+        let n = pacer.allowance(now, limit - seq);
         if n == 0 {
             let wait = pacer.wait_ns(now).min(deadline - now);
             if wait > 200_000 {
