@@ -231,6 +231,7 @@ pub fn send(p: &Program, lab: &Lab, limits: SendLimits) -> Result<SendReport, Mi
     let start = Instant::now();
     let now_ns = || start.elapsed().as_nanos() as u64;
     let mut pacer = Pacer::new(rate, 0, BATCH);
+    let planned = p.packet_count();
     let mut timed_out = false;
     let mut last = start;
     let mut pkts = p.packets().peekable();
@@ -240,7 +241,7 @@ pub fn send(p: &Program, lab: &Lab, limits: SendLimits) -> Result<SendReport, Mi
             timed_out = true;
             break;
         }
-        let allow = pacer.allowance(now_ns());
+        let allow = pacer.allowance(now_ns(), planned - pacer.total());
         if allow == 0 {
             let wait = Duration::from_nanos(pacer.wait_ns(now_ns()));
             std::thread::sleep(wait.min(deadline.saturating_sub(start.elapsed())));

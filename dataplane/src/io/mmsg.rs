@@ -143,6 +143,9 @@ impl Io for Mmsg {
         let mut got = sys::recvmmsg_nowait(fd, &mut self.hdrs[..n])
             .map_err(|e| IoError::sys(Backend::Mmsg, "recvmmsg", e))?;
         if got == 0 {
+            if timeout.is_zero() {
+                return Ok(0);
+            }
             let readable = sys::poll_readable(fd, timeout)
                 .map_err(|e| IoError::sys(Backend::Mmsg, "poll", e))?;
             if !readable {

@@ -327,7 +327,7 @@ impl Io for Uring {
             rx.arm(fd)?;
             pushed = true;
         }
-        if rx.ring.completion().is_empty() {
+        if rx.ring.completion().is_empty() && !timeout.is_zero() {
             let ts = types::Timespec::from(timeout);
             let args = types::SubmitArgs::new().timespec(&ts);
             match rx.ring.submitter().submit_with_args(1, &args) {

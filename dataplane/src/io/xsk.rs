@@ -112,7 +112,19 @@ fn build(ifindex: u32, queue: u32, flags: XdpFlags) -> Result<Parts, IoError> {
         queue_id: queue,
         ..Address::default()
     };
-    syscall::bind(&fd, &mut addr).map_err(sys_err("bind(AF_XDP)"))?;
+    // A socket closed just before on this queue releases its buffer pool from a
+    // kernel work item, so a quick re-bind can see EBUSY: retry for up to 1 s.
+    let mut tries = 0;
+    loop {
+        match syscall::bind(&fd, &mut addr) {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(IoError::sys(Backend::Xsk, "bind(AF_XDP)", e)),
+        }
+    }
     Ok(Parts {
         rx,
         tx,
@@ -347,6 +359,9 @@ impl Io for Xsk {
     ) -> Result<usize, IoError> {
         let mut n = self.rx.acquire(1) as usize;
         if n == 0 {
+            if timeout.is_zero() && !self.fill.needs_wakeup() {
+                return Ok(0);
+            }
             // poll() wakes the driver when the fill ring needs it, then waits.
             sys::poll_once(self.fd.as_raw_fd(), timeout).map_err(sys_err("poll"))?;
             n = self.rx.acquire(1) as usize;
@@ -392,7 +407,7 @@ impl Io for Xsk {
 
     fn drops(&self) -> u64 {
         syscall::statistics(&self.fd)
-            .map(|s| s.rx_dropped + s.rx_ring_full + s.rx_fill_ring_empty_descriptors)
+            .map(|s| s.rx_dropped + s.tx_invalid_descriptors)
             .unwrap_or(0)
     }
 
