@@ -45,6 +45,13 @@ fn milkshake_port_collision_is_refused_and_leaves_nothing() {
     );
     assert!(e.to_string().contains(held.name()), "{e}");
     assert_eq!(tables(&l).len(), 1);
+    // XDP would take the live nft run's packets: refused the same way.
+    let e = run_program(BackendKind::Xdp, &p, l.name(), LIMITS).unwrap_err();
+    assert!(
+        matches!(e, MilkshakeError::PortCollision { .. }) && e.is_usage(),
+        "{e}"
+    );
+    assert!(!xdp_attached(&l));
     // A disjoint range is fine beside it.
     let q = Program::new(ProgramKind::Histogram, None, 46000, vec![1, 2, 3]).unwrap();
     let r = run_program(BackendKind::Nft, &q, l.name(), LIMITS).unwrap();

@@ -483,6 +483,37 @@ fn remove_stale_with(nft: &Nft) -> Result<Vec<String>, MilkshakeError> {
     Ok(removed)
 }
 
+/// Refuses `rules` if a live Milkshake table in `ns` counts any of their ports
+/// (§8.4): both runs would count each other's packets (or, under XDP, steal them).
+pub fn check_ports_free(ns: &str, rules: &[Rule]) -> Result<(), MilkshakeError> {
+    let nft = Nft {
+        ns: ns.to_string(),
+        bin: find_nft()?,
+    };
+    check_collision(&nft, rules)
+}
+
+fn check_collision(nft: &Nft, rules: &[Rule]) -> Result<(), MilkshakeError> {
+    let lo = rules.iter().map(|r| r.dport).min().unwrap_or(0);
+    let hi = rules.iter().map(|r| r.dport).max().unwrap_or(0);
+    let json = nft.list(&["list", "ruleset"], "listing tables")?;
+    for t in parse_tables(&json)? {
+        if let (Some(&olo), Some(&ohi)) = (t.ports.first(), t.ports.last())
+            && t.ports.iter().any(|p| (lo..=hi).contains(p))
+        {
+            return Err(MilkshakeError::PortCollision {
+                lo,
+                hi,
+                table: t.name,
+                olo,
+                ohi,
+                ns: nft.ns.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Milkshake tables present in namespace `ns`.
 pub fn tables_in(ns: &str) -> Result<Vec<FoundTable>, MilkshakeError> {
     let nft = Nft {
@@ -521,23 +552,7 @@ impl NftTable {
             bin: find_nft()?,
         };
         remove_stale_with(&nft)?;
-        let lo = rules.iter().map(|r| r.dport).min().unwrap_or(0);
-        let hi = rules.iter().map(|r| r.dport).max().unwrap_or(0);
-        let json = nft.list(&["list", "ruleset"], "listing tables")?;
-        for t in parse_tables(&json)? {
-            if let (Some(&olo), Some(&ohi)) = (t.ports.first(), t.ports.last())
-                && t.ports.iter().any(|p| (lo..=hi).contains(p))
-            {
-                return Err(MilkshakeError::PortCollision {
-                    lo,
-                    hi,
-                    table: t.name,
-                    olo,
-                    ohi,
-                    ns: ns.to_string(),
-                });
-            }
-        }
+        check_collision(&nft, rules)?;
         let table = table_name();
         let me = NftTable {
             ns: ns.to_string(),

@@ -499,6 +499,8 @@ pub fn run_program(
         // but it is litter: remove it (best effort; the nft backend does the
         // same before installing, and fails if it cannot).
         let _ = nft::remove_stale(lab.ns_b());
+        // XDP runs before nftables: it would take a live nft run's packets.
+        nft::check_ports_free(lab.ns_b(), &p.rules())?;
     }
     let kernels = Kernels::get()?;
     let rules = p.rules();
