@@ -191,6 +191,11 @@ fn bad_inputs_exit_2() {
         ]),
         "--input /nonexistent/x",
     );
+    let long = "x".repeat(1100);
+    bad(
+        &run(&["--backend", "xdp", "--program", "word", "--text", &long]),
+        "more than 1024 distinct ports",
+    );
     bad(
         &pfs_env(
             &[

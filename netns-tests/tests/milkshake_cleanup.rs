@@ -107,11 +107,14 @@ fn milkshake_xdp_refusal_leaves_nothing() {
         return;
     }
     let l = TestLab::up('r');
-    // More ports than the XDP count program takes (1024): refused at attach.
+    // More ports than the XDP count program takes (1024): refused before attach.
     let long = "x".repeat(1100);
     let p = Program::new(ProgramKind::Word, None, 20000, long.into_bytes()).unwrap();
     let e = run_program(BackendKind::Xdp, &p, l.name(), LIMITS).unwrap_err();
-    assert!(matches!(e, MilkshakeError::Xdp { .. }), "{e}");
+    assert!(
+        matches!(e, MilkshakeError::XdpRules(_)) && e.is_usage(),
+        "{e}"
+    );
     assert_clean(&l, "after refused attach");
 }
 

@@ -102,6 +102,9 @@ pub enum MilkshakeError {
         /// Program id.
         id: u64,
     },
+    /// The XDP loader refuses the program's rules (its limits).
+    #[error("--backend xdp: the count program cannot hold these rules: {0}")]
+    XdpRules(String),
     /// The XDP backend failed.
     #[error("xdp {step}: {detail}")]
     Xdp {
@@ -152,6 +155,7 @@ impl MilkshakeError {
                 | E::TextTooLong { .. }
                 | E::PortCollision { .. }
                 | E::XdpBusy { .. }
+                | E::XdpRules(_)
                 | E::BadPps(_)
                 | E::BadSeconds(_)
                 | E::NoLab(..)

@@ -307,13 +307,7 @@ impl XdpCounters {
     /// Attaches `rules` to `ifname` in namespace `ns` (native, else generic with a
     /// warning), action drop.
     pub fn attach(ns: &str, ifname: &str, rules: &[Rule]) -> Result<XdpCounters, MilkshakeError> {
-        let cr: Vec<CountRule> = rules
-            .iter()
-            .map(|r| CountRule {
-                dport: r.dport,
-                byte: r.byte,
-            })
-            .collect();
+        let cr = count_rules(rules);
         // One XDP program per interface: another one (a running milkshake, or
         // anyone's) is a collision, reported as such rather than as a failure.
         if let Ok(link) = link_json(ns, ifname)
@@ -488,6 +482,9 @@ pub fn run_program(
     if !(limits.seconds > 0.0 && limits.seconds.is_finite()) {
         return Err(MilkshakeError::BadSeconds(limits.seconds));
     }
+    if backend == BackendKind::Xdp {
+        xdp_tables(&p.rules())?;
+    }
     let nft_ok = match (backend, nft::find_nft()) {
         (BackendKind::Nft, Err(e)) => return Err(e),
         (_, r) => r.is_ok(),
@@ -648,6 +645,23 @@ pub fn render(r: &RunReport) -> String {
     )
 }
 
+/// The rules as the XDP loader compiles them; its limits (1024 ports, 4096
+/// rules) refuse a program as bad input before anything is installed.
+pub fn xdp_tables(rules: &[Rule]) -> Result<pfs_ebpf::rules::CountTables, MilkshakeError> {
+    pfs_ebpf::rules::compile(&count_rules(rules))
+        .map_err(|e| MilkshakeError::XdpRules(e.to_string()))
+}
+
+fn count_rules(rules: &[Rule]) -> Vec<CountRule> {
+    rules
+        .iter()
+        .map(|r| CountRule {
+            dport: r.dport,
+            byte: r.byte,
+        })
+        .collect()
+}
+
 /// What `pfs milkshake rules` prints.
 pub fn rules_text(backend: BackendKind, p: &Program) -> Result<String, MilkshakeError> {
     let rules = p.rules();
@@ -671,7 +685,13 @@ pub fn rules_text(backend: BackendKind, p: &Program) -> Result<String, Milkshake
             s.push('\n');
         }
         BackendKind::Xdp => {
-            s += "# XDP count program on the lab's veth b, action drop, first matching rule counts\n";
+            s += "# XDP count program on the lab's veth b, native (else generic), action drop; every matching rule counts\n";
+            let t = xdp_tables(&rules)?;
+            s += &format!(
+                "# maps: pfs_count_ports {} entries, pfs_count_bytes {} entries\n",
+                t.ports.len(),
+                t.bytes.len()
+            );
         }
     }
     Ok(s)
