@@ -191,6 +191,21 @@ fn bad_inputs_exit_2() {
         ]),
         "--input /nonexistent/x",
     );
+    for secs in ["1e300", "NaN", "-1"] {
+        bad(
+            &run(&[
+                "--backend",
+                "nft",
+                "--program",
+                "word",
+                "--text",
+                "a",
+                "--seconds",
+                secs,
+            ]),
+            "--seconds: ",
+        );
+    }
     let long = "x".repeat(1100);
     bad(
         &run(&["--backend", "xdp", "--program", "word", "--text", &long]),

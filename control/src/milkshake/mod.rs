@@ -66,7 +66,7 @@ pub enum MilkshakeError {
     #[error("--pps: {0:?} is not a positive packet rate or \"max\"")]
     BadPps(String),
     /// `--seconds` not positive.
-    #[error("--seconds: {0} is not a positive number of seconds")]
+    #[error("--seconds: {0} is not a number of seconds in (0, 86400]")]
     BadSeconds(f64),
     /// The lab does not exist (or was not made by pfs).
     #[error("--lab: lab {0:?} does not exist ({1}); run `pfs lab up --name {0}` first")]

@@ -104,10 +104,10 @@ pub struct RunArgs {
     #[arg(long, default_value = crate::lab::DEFAULT_NAME)]
     pub lab: String,
     /// Send rate: packets per second, or `max`.
-    #[arg(long, default_value = "max")]
+    #[arg(long, default_value = "max", allow_negative_numbers = true)]
     pub pps: String,
     /// Longest time to send, in seconds (the run stops sending then).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub seconds: f64,
     /// Generator: mmsg (sendmmsg), uring (io_uring) or xsk (AF_XDP frames on veth a).
     #[arg(long, default_value = "mmsg")]
@@ -292,6 +292,9 @@ pub fn send(p: &Program, lab: &Lab, limits: SendLimits) -> Result<SendReport, Mi
         generator,
     })
 }
+
+/// Longest `--seconds` accepted (a day).
+pub const MAX_SECONDS: f64 = 86_400.0;
 
 /// Packets per sendmmsg call.
 const BATCH: usize = 64;
@@ -479,7 +482,7 @@ pub fn run_program(
     lab_name: &str,
     limits: SendLimits,
 ) -> Result<RunReport, MilkshakeError> {
-    if !(limits.seconds > 0.0 && limits.seconds.is_finite()) {
+    if !(limits.seconds > 0.0 && limits.seconds <= MAX_SECONDS) {
         return Err(MilkshakeError::BadSeconds(limits.seconds));
     }
     if backend == BackendKind::Xdp {
