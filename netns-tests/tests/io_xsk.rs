@@ -10,7 +10,9 @@ use std::process::Command;
 
 use pfs_netns_tests::require_root;
 
-const N: u64 = 5000;
+/// Fewer than the 2048 frames of the RX half of the UMEM, so a receiver
+/// descheduled on a busy machine still loses nothing.
+const N: u64 = 2000;
 
 fn xdp_attached(ns: &str, dev: &str) -> bool {
     let out = Command::new("ip")
