@@ -1,6 +1,7 @@
 //! Loading an embedded object and attaching its XDP program, with the mode policy.
 
 use std::sync::Once;
+use std::time::{Duration, Instant};
 
 use aya::Ebpf;
 use aya::programs::xdp::XdpLinkId;
@@ -46,6 +47,26 @@ pub enum ModeRequest {
     NativeOrGeneric,
 }
 
+/// How long the steps of an attach took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttachTimings {
+    /// Parsing the object, creating its maps, verifying and loading the program.
+    pub load: Duration,
+    /// Filling the maps.
+    pub fill: Duration,
+    /// Attaching (including a failed native try before a fallback).
+    pub attach: Duration,
+}
+
+/// The result of a BPF_PROG_TEST_RUN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestRun {
+    /// The XDP action returned (1 `XDP_DROP`, 2 `XDP_PASS`, 4 `XDP_REDIRECT`).
+    pub action: u32,
+    /// The kernel's measured average duration of one run.
+    pub duration: Duration,
+}
+
 /// A loaded object with its program attached to one interface.
 #[derive(Debug)]
 pub(crate) struct Attached {
@@ -54,6 +75,8 @@ pub(crate) struct Attached {
     link: Option<XdpLinkId>,
     pub(crate) mode: AttachMode,
     pub(crate) ifname: String,
+    pub(crate) timings: AttachTimings,
+    loaded_at: Instant,
 }
 
 /// Raises RLIMIT_MEMLOCK once (best effort). Kernels since 5.11 charge BPF memory
@@ -105,13 +128,18 @@ pub(crate) fn ifindex(ifname: &str) -> Result<u32, EbpfError> {
 
 impl Attached {
     /// Loads `obj` and its program `program` (maps are created, nothing attached).
+    /// `ifname` (checked to exist) is where `attach` will attach; `None` loads a
+    /// program that is only ever run with [`Attached::test_run`].
     pub(crate) fn load(
         object: &'static str,
         obj: &[u8],
         program: &'static str,
-        ifname: &str,
+        ifname: Option<&str>,
     ) -> Result<Attached, EbpfError> {
-        ifindex(ifname)?;
+        if let Some(ifname) = ifname {
+            ifindex(ifname)?;
+        }
+        let t0 = Instant::now();
         raise_memlock();
         let ebpf = Ebpf::load(obj).map_err(|e| EbpfError::Object {
             object,
@@ -122,12 +150,16 @@ impl Attached {
             program,
             link: None,
             mode: AttachMode::Native,
-            ifname: ifname.to_string(),
+            ifname: ifname.unwrap_or_default().to_string(),
+            timings: AttachTimings::default(),
+            loaded_at: t0,
         };
         a.xdp()?.load().map_err(|e| EbpfError::Load {
             program,
             source: Box::new(e),
         })?;
+        a.timings.load = t0.elapsed();
+        a.loaded_at = Instant::now();
         Ok(a)
     }
 
@@ -146,6 +178,14 @@ impl Attached {
 
     /// Attaches per `req` (after the maps are filled).
     pub(crate) fn attach(&mut self, req: ModeRequest) -> Result<(), EbpfError> {
+        let t0 = Instant::now();
+        self.timings.fill = t0.duration_since(self.loaded_at);
+        let r = self.attach_inner(req);
+        self.timings.attach = t0.elapsed();
+        r
+    }
+
+    fn attach_inner(&mut self, req: ModeRequest) -> Result<(), EbpfError> {
         let idx = ifindex(&self.ifname)?;
         let first = match req {
             ModeRequest::Native | ModeRequest::NativeOrGeneric => AttachMode::Native,
@@ -173,11 +213,34 @@ impl Attached {
                 program,
                 ifname,
                 mode,
+                detail: crate::error_chain(&e),
                 source: Box::new(e),
             })?;
         self.link = Some(link);
         self.mode = mode;
         Ok(())
+    }
+
+    /// Runs the loaded program `repeat` times on `frame` with BPF_PROG_TEST_RUN
+    /// (maps are updated as for a real packet).
+    pub(crate) fn test_run(&mut self, frame: &[u8], repeat: u32) -> Result<TestRun, EbpfError> {
+        use aya::programs::{TestRun as _, TestRunOptions};
+        let program = self.program;
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: repeat.max(1),
+            ..TestRunOptions::default()
+        };
+        let r = self.xdp()?.test_run(opts).map_err(|e| EbpfError::TestRun {
+            program,
+            detail: crate::error_chain(&e),
+        })?;
+        Ok(TestRun {
+            action: r.return_value,
+            duration: r.duration,
+        })
     }
 
     /// The kernel's id of the loaded program.

@@ -65,6 +65,28 @@ impl Counter {
         rules: &[CountRule],
         action: Action,
     ) -> Result<Counter, EbpfError> {
+        let mut c = Counter::load(Some(ifname), rules, action)?;
+        c.att.attach(req)?;
+        Ok(c)
+    }
+
+    /// Loads `pfs_count` with its rules without attaching it anywhere: for
+    /// [`Counter::test_run`] (exercising the program on crafted frames).
+    pub fn load_unattached(rules: &[CountRule], action: Action) -> Result<Counter, EbpfError> {
+        Counter::load(None, rules, action)
+    }
+
+    /// Runs the program `repeat` times on `frame` (BPF_PROG_TEST_RUN): counters
+    /// change as for `repeat` real packets.
+    pub fn test_run(&mut self, frame: &[u8], repeat: u32) -> Result<crate::TestRun, EbpfError> {
+        self.att.test_run(frame, repeat)
+    }
+
+    fn load(
+        ifname: Option<&str>,
+        rules: &[CountRule],
+        action: Action,
+    ) -> Result<Counter, EbpfError> {
         let tables = rules::compile(rules)?;
         let mut att = Attached::load("count.o", COUNT_OBJ, PROGRAM, ifname)?;
         {
@@ -114,11 +136,15 @@ impl Counter {
                     .map_err(map_err(M_PORTS, format!("insert port {port}")))?;
             }
         }
-        att.attach(req)?;
         Ok(Counter {
             att,
             nrules: rules.len(),
         })
+    }
+
+    /// How long loading, filling the maps and attaching took.
+    pub fn timings(&self) -> crate::AttachTimings {
+        self.att.timings
     }
 
     /// The mode the program is attached in.

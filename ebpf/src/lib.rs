@@ -20,7 +20,7 @@ mod redirect;
 pub mod rules;
 
 pub use abi::RuleCount;
-pub use attach::{AttachMode, ModeRequest};
+pub use attach::{AttachMode, AttachTimings, ModeRequest, TestRun};
 pub use counter::{Action, CountStats, Counter};
 pub use redirect::{Redirect, RedirectStats};
 pub use rules::CountRule;
@@ -58,7 +58,7 @@ pub enum EbpfError {
         source: Box<aya::EbpfError>,
     },
     /// The program was not found or the verifier refused it.
-    #[error("loading program {program}: {source}")]
+    #[error("loading program {program}: {}", error_chain(source))]
     Load {
         /// Program name.
         program: &'static str,
@@ -66,7 +66,7 @@ pub enum EbpfError {
         source: Box<aya::programs::ProgramError>,
     },
     /// Attaching failed.
-    #[error("attaching {program} to {ifname} in {mode} mode: {source}")]
+    #[error("attaching {program} to {ifname} in {mode} mode: {detail}")]
     Attach {
         /// Program name.
         program: &'static str,
@@ -74,6 +74,8 @@ pub enum EbpfError {
         ifname: String,
         /// The mode tried.
         mode: AttachMode,
+        /// aya's error with its causes (e.g. the errno).
+        detail: String,
         /// aya's error.
         source: Box<aya::programs::ProgramError>,
     },
@@ -92,6 +94,14 @@ pub enum EbpfError {
         op: String,
         /// aya's error.
         source: Box<aya::maps::MapError>,
+    },
+    /// BPF_PROG_TEST_RUN failed.
+    #[error("test run of {program}: {detail}")]
+    TestRun {
+        /// Program name.
+        program: &'static str,
+        /// aya's error with its causes.
+        detail: String,
     },
     /// A count rule is invalid.
     #[error("count rule {index} ({rule}): {reason}")]
@@ -113,4 +123,42 @@ pub enum EbpfError {
         /// The limit.
         limit: usize,
     },
+}
+
+/// An error and its causes, joined with ": ".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(": ");
+            s.push_str(&cs);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    fn send_and_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_move_between_threads() {
+        send_and_sync::<crate::Counter>();
+        send_and_sync::<crate::Redirect>();
+        send_and_sync::<crate::EbpfError>();
+    }
+
+    #[test]
+    fn embedded_objects_are_bpf_elf() {
+        for obj in [crate::COUNT_OBJ, crate::REDIRECT_OBJ] {
+            assert_eq!(&obj[..4], b"\x7fELF");
+            assert_eq!(obj[4], 2, "ELF64");
+            // e_machine EM_BPF = 247, little-endian.
+            assert_eq!(u16::from_le_bytes([obj[18], obj[19]]), 247);
+            assert_eq!(obj.as_ptr() as usize % 8, 0, "8-byte aligned");
+        }
+    }
 }

@@ -55,7 +55,7 @@ impl Redirect {
                 limit: abi::MAX_PORTS,
             });
         }
-        let mut att = Attached::load("redirect.o", REDIRECT_OBJ, PROGRAM, ifname)?;
+        let mut att = Attached::load("redirect.o", REDIRECT_OBJ, PROGRAM, Some(ifname))?;
         {
             let map = att
                 .ebpf
@@ -105,6 +105,11 @@ impl Redirect {
         let mut m = XskMap::try_from(map).map_err(map_err(M_XSKS, "open"))?;
         m.unset(queue_id)
             .map_err(map_err(M_XSKS, format!("unset queue {queue_id}")))
+    }
+
+    /// How long loading, filling the maps and attaching took.
+    pub fn timings(&self) -> crate::AttachTimings {
+        self.att.timings
     }
 
     /// The mode the program is attached in.

@@ -110,11 +110,15 @@ fn counts_exactly_in(mode: ModeRequest, want_mode: AttachMode, tag: char) {
     })
     .unwrap()
     .unwrap();
+    let tm = counter.timings();
     println!(
-        "load+attach of pfs_count with {} rules in {} mode: {:.1} ms",
+        "load+attach of pfs_count with {} rules in {} mode: {:.1} ms (load {:.1}, fill maps {:.1}, attach {:.1})",
         rules.len(),
         counter.mode(),
-        t0.elapsed().as_secs_f64() * 1e3
+        t0.elapsed().as_secs_f64() * 1e3,
+        tm.load.as_secs_f64() * 1e3,
+        tm.fill.as_secs_f64() * 1e3,
+        tm.attach.as_secs_f64() * 1e3
     );
     assert_eq!(counter.mode(), want_mode);
     let id = counter.prog_id().expect("program id");
@@ -363,4 +367,58 @@ fn lab_down_removes_attached_programs_and_links() {
     assert!(!status.success(), "veth still visible");
     // Dropping the loader after its device is gone must not fail or panic.
     drop(counter);
+}
+
+#[test]
+fn histogram_counts_exactly_at_full_sender_speed() {
+    if !require_root("histogram_counts_exactly_at_full_sender_speed") {
+        return;
+    }
+    let l = lab('h');
+    let lab = &l.0;
+    let rules: Vec<CountRule> = (0..=255u8)
+        .map(|v| CountRule {
+            dport: 9000,
+            byte: Some((0, v)),
+        })
+        .collect();
+    let counter = with_netns(lab.ns_b(), || {
+        Counter::attach(lab.veth_b(), ModeRequest::Native, &rules, Action::Drop)
+    })
+    .unwrap()
+    .unwrap();
+    // As fast as one std socket sends: byte 0 cycles through a fixed pattern.
+    let total = 300_000u64;
+    let mut want = vec![0u64; 256];
+    let t0 = Instant::now();
+    let sent = {
+        let _in_a = NetnsGuard::enter(lab.ns_a()).unwrap();
+        let sock = UdpSocket::bind(SocketAddrV4::new(lab.addr_a(), 0)).unwrap();
+        let to = SocketAddrV4::new(lab.addr_b(), 9000);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut p = [0u8; 64];
+        let mut sent = 0u64;
+        while sent < total && Instant::now() < deadline {
+            let v = (sent.wrapping_mul(2_654_435_761) >> 7) as u8;
+            p[0] = v;
+            if sock.send_to(&p, to).is_ok() {
+                want[usize::from(v)] += 1;
+                sent += 1;
+            }
+        }
+        sent
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let got = counter.read().unwrap();
+    println!(
+        "histogram: {sent} datagrams in {secs:.2} s ({:.0} pps), counted {}",
+        sent as f64 / secs,
+        got.iter().map(|c| c.packets).sum::<u64>()
+    );
+    for v in 0..256 {
+        assert_eq!(got[v].packets, want[v], "byte value {v}");
+        assert_eq!(got[v].bytes, want[v] * frame(64));
+    }
+    assert!(sent > 0);
+    assert_eq!(counter.stats().unwrap().stray.packets, 0);
 }
