@@ -121,7 +121,12 @@ fn trafgen(lab: &Lab, c: &Counter, size: usize, n: u64) -> anyhow::Result<f64> {
 }
 
 /// Our RX on `backend` in b, fed by our xsk TX at max from a: received pps.
-fn our_rx(lab: &Lab, backend: &str, size: usize, secs: f64) -> anyhow::Result<(f64, u64, u64)> {
+fn our_rx(
+    lab: &Lab,
+    backend: &str,
+    size: usize,
+    secs: f64,
+) -> anyhow::Result<(f64, u64, u64, f64)> {
     let rx_plan = linerate::plan(&args(Role::Rx, backend, lab.name(), size, secs + 1.0))?;
     let tx_plan = linerate::plan(&args(Role::Tx, "xsk", lab.name(), size, secs))?;
     let stop = AtomicBool::new(false);
@@ -148,7 +153,7 @@ fn our_rx(lab: &Lab, backend: &str, size: usize, secs: f64) -> anyhow::Result<(f
     let (Outcome::Rx(r), Outcome::Tx(t)) = (rxf.outcome, txf.outcome) else {
         anyhow::bail!("unexpected outcomes")
     };
-    Ok((r.pps(), r.packets, t.sent))
+    Ok((r.pps(), r.packets, t.sent, r.cpu_ns_per_packet()))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -243,21 +248,24 @@ fn main() -> anyhow::Result<()> {
     for backend in ["mmsg", "uring", "xsk"] {
         let mut ours = [0.0f64; 2];
         let mut note = Vec::new();
+        let mut cpu = Vec::new();
         for (i, size) in [64usize, 1200].into_iter().enumerate() {
-            let (pps, got, sent) = our_rx(l, backend, size, secs)?;
+            let (pps, got, sent, ns) = our_rx(l, backend, size, secs)?;
             ours[i] = pps;
             note.push(format!("{got}/{sent}"));
+            cpu.push(format!("{ns:.0}"));
         }
         if backend == "mmsg" {
             base = ours;
         }
         println!(
-            "{:<28} {:>12.0} {:>12.0} {:>14}   received/sent {}",
+            "{:<28} {:>12.0} {:>12.0} {:>14}   received/sent {}; receiver thread CPU ns/packet {}",
             format!("pfs linerate rx {backend}"),
             ours[0],
             ours[1],
             format!("{:.2} / {:.2}", ours[0] / base[0], ours[1] / base[1]),
-            note.join(", ")
+            note.join(", "),
+            cpu.join(" / ")
         );
     }
     Ok(())

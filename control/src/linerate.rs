@@ -535,6 +535,8 @@ impl Finished {
                 "echoes": t.echoes,
                 "lost": (t.echoes > 0).then(|| t.sent - t.echoes.min(t.sent)),
                 "drops": t.drops,
+                "cpu_s": t.cpu_s,
+                "cpu_ns_per_packet": t.cpu_ns_per_packet(),
                 "latency_kind": "rtt",
                 "latency_us": latency_json(&t.rtt),
             }),
@@ -552,6 +554,8 @@ impl Finished {
                 "foreign": r.foreign,
                 "echoed": r.echoed,
                 "drops": r.drops,
+                "cpu_s": r.cpu_s,
+                "cpu_ns_per_packet": r.cpu_ns_per_packet(),
                 "latency_kind": "one-way",
                 "latency_us": latency_json(&r.latency),
             }),
@@ -602,16 +606,17 @@ impl Finished {
         );
         match &self.outcome {
             Outcome::Tx(t) => format!(
-                "{head}\n  sent {} to {} in {:.3} s, echoes {}, drops {}\n  {}",
+                "{head}\n  sent {} to {} in {:.3} s, echoes {}, drops {}, worker CPU {:.0} ns/packet\n  {}",
                 t.sent,
                 p.dst,
                 t.elapsed_s,
                 t.echoes,
                 t.drops,
+                t.cpu_ns_per_packet(),
                 lat("rtt", &t.rtt)
             ),
             Outcome::Rx(r) => format!(
-                "{head}\n  received {} on {} in {:.3} s: lost {}, duplicates {}, reordered {}, corrupt {}, invalid {}, foreign {}, echoed {}, drops {}\n  {}",
+                "{head}\n  received {} on {} in {:.3} s: lost {}, duplicates {}, reordered {}, corrupt {}, invalid {}, foreign {}, echoed {}, drops {}, worker CPU {:.0} ns/packet\n  {}",
                 r.packets,
                 p.local,
                 r.elapsed_s,
@@ -623,6 +628,7 @@ impl Finished {
                 r.foreign,
                 r.echoed,
                 r.drops,
+                r.cpu_ns_per_packet(),
                 lat("one-way latency", &r.latency)
             ),
         }

@@ -6,7 +6,9 @@ mod io_common;
 
 use pfs_netns_tests::require_root;
 
-const N: u64 = 5000;
+/// Fewer than the receiver's buffers hold (socket buffer, provided buffers), so
+/// a receiver descheduled on a busy machine still loses nothing.
+const N: u64 = 2000;
 
 #[test]
 fn uring_tx_across_veth() {

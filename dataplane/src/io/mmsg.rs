@@ -74,11 +74,21 @@ impl Mmsg {
     }
 }
 
-/// Asks for 4 MiB socket buffers (the kernel caps them at rmem_max/wmem_max;
-/// failure only means smaller buffers).
+/// Socket buffer bytes asked for: about 3,600 full-size datagrams.
+pub const SOCKET_BUFFER: i32 = 8 << 20;
+
+/// Asks for [`SOCKET_BUFFER`]-byte socket buffers: with `SO_RCVBUFFORCE` /
+/// `SO_SNDBUFFORCE` when privileged (past `rmem_max`/`wmem_max`), else the plain
+/// options, which the kernel caps. Failure only means smaller buffers.
 pub(crate) fn tune_buffers(fd: RawFd) {
-    let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
-    let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if sys::setsockopt_int(fd, libc::SOL_SOCKET, force, SOCKET_BUFFER).is_err() {
+            let _ = sys::setsockopt_int(fd, libc::SOL_SOCKET, plain, SOCKET_BUFFER);
+        }
+    }
 }
 
 impl Io for Mmsg {

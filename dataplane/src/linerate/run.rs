@@ -52,6 +52,8 @@ pub struct TxReport {
     pub rtt: Latency,
     /// Backend drops (e.g. failed sends, ring drops).
     pub drops: u64,
+    /// CPU seconds the sending thread used (user + system).
+    pub cpu_s: f64,
 }
 
 /// What `rx`/`reflect` expect.
@@ -98,6 +100,8 @@ pub struct RxReport {
     pub echoed: u64,
     /// Backend drops.
     pub drops: u64,
+    /// CPU seconds the receiving thread used (user + system).
+    pub cpu_s: f64,
 }
 
 impl TxReport {
@@ -105,12 +109,21 @@ impl TxReport {
     pub fn pps(&self) -> f64 {
         rate(self.sent, self.elapsed_s)
     }
+    /// Sending thread CPU nanoseconds per probe.
+    pub fn cpu_ns_per_packet(&self) -> f64 {
+        rate((self.cpu_s * 1e9) as u64, self.sent as f64)
+    }
 }
 
 impl RxReport {
     /// Probes per second.
     pub fn pps(&self) -> f64 {
         rate(self.packets, self.elapsed_s)
+    }
+    /// Receiving thread CPU nanoseconds per probe (this thread only: on veth and
+    /// loopback the kernel's receive work runs on the sender's core).
+    pub fn cpu_ns_per_packet(&self) -> f64 {
+        rate((self.cpu_s * 1e9) as u64, self.packets as f64)
     }
 }
 
@@ -136,6 +149,7 @@ pub fn tx(
     let mut template = vec![0u8; size];
     wire::write_filler(p.run, &mut template);
     let frame_bytes = (size + HEADERS) as u64;
+    let cpu0 = sys::thread_cpu_ns();
     let start = sys::monotonic_ns();
     let deadline = start.saturating_add(p.duration.as_nanos() as u64);
     let limit = p.count.unwrap_or(u64::MAX);
@@ -217,6 +231,7 @@ pub fn tx(
     }
     report.drops = io.drops();
     counters.set_drops(report.drops);
+    report.cpu_s = sys::thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e9;
     Ok(report)
 }
 
@@ -228,6 +243,7 @@ pub fn rx(
     stop: &AtomicBool,
     counters: &Counters,
 ) -> Result<RxReport, IoError> {
+    let cpu0 = sys::thread_cpu_ns();
     let start = sys::monotonic_ns();
     let deadline = start.saturating_add(p.duration.as_nanos() as u64);
     let limit = p.count.unwrap_or(u64::MAX);
@@ -237,6 +253,7 @@ pub fn rx(
     let mut last = start;
     let batch = p.batch.max(1);
     let mut round = 0u32;
+    let mut bad_seen = 0u64;
     // Echo buffers: (source, length, bytes).
     let mut echoes: Vec<(SocketAddrV4, usize, [u8; 2048])> = Vec::new();
     if p.reflect {
@@ -288,6 +305,11 @@ pub fn rx(
                 }
             }
         })?;
+        let bad = report.invalid + report.corrupt;
+        if bad > bad_seen {
+            counters.error(bad - bad_seen);
+            bad_seen = bad;
+        }
         let got = track.packets() - report.packets;
         report.packets = track.packets();
         report.bytes += bytes;
@@ -324,6 +346,7 @@ pub fn rx(
     report.late = track.late();
     report.elapsed_s = first.map_or(0.0, |f| last.saturating_sub(f) as f64 / 1e9);
     report.drops = io.drops();
+    report.cpu_s = sys::thread_cpu_ns().saturating_sub(cpu0) as f64 / 1e9;
     Ok(report)
 }
 
