@@ -722,6 +722,32 @@ mod tests {
         assert_eq!(t.sent_to(DEFAULT_PORT + 1), 1);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// decode(ideal firewall(encode(x))) equals the CPU oracle, exactly
+        /// accounted, for every program and any input and port.
+        #[test]
+        fn every_program_round_trips(
+            input in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..100),
+            imm in 0i64..=255,
+            port in 1024u16..=65535,
+        ) {
+            let k = Kernels::scalar();
+            for kind in [ProgramKind::Histogram, ProgramKind::CountEq, ProgramKind::Word] {
+                let Ok(p) = Program::new(kind, Some(imm), port, input.clone()) else {
+                    // Only a word may not fit above the port.
+                    proptest::prop_assert!(kind == ProgramKind::Word);
+                    proptest::prop_assert!(usize::from(port) + input.len() - 1 > 65535);
+                    continue;
+                };
+                let (d, acc) = run_ideal(&p);
+                proptest::prop_assert!(acc.exact);
+                proptest::prop_assert_eq!(acc.counted, p.packet_count());
+                proptest::prop_assert_eq!(d, oracle(&p, &k).expected);
+            }
+        }
+    }
+
     /// The vectors of `specs/milkshake.md` §7.
     #[test]
     fn spec_vectors() {
