@@ -709,6 +709,18 @@ mod tests {
         assert!(parse_counters(dup, 1).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever `nft` prints, reading it never panics.
+        #[test]
+        fn readers_never_panic(text in ".{0,300}", n in 0usize..300) {
+            let _ = parse_counters(&text, n);
+            let _ = parse_tables(&text);
+            let wrapped = format!(r#"{{"nftables":[{{"counter":{text}}},{{"table":{text}}},{{"chain":{text}}}]}}"#);
+            let _ = parse_counters(&wrapped, n);
+            let _ = parse_tables(&wrapped);
+        }
+    }
+
     #[test]
     fn tables_are_found_with_their_ports() {
         let out = r#"{"nftables":[{"table":{"family":"ip","name":"pfs_milkshake_5_0"}},
