@@ -21,8 +21,8 @@ use super::{Backend, Io, IoConfig, IoError, XskConfig, sys};
 
 /// Bytes per UMEM frame.
 pub const FRAME_SIZE: u32 = 2048;
-/// UMEM frames (half RX, half TX): 8 MiB.
-pub const FRAMES: u32 = 4096;
+/// UMEM frames (half RX, half TX): 16 MiB (root is exempt from RLIMIT_MEMLOCK for it).
+pub const FRAMES: u32 = 8192;
 /// Entries per ring.
 const RING: u32 = FRAMES / 2;
 /// Frames the kernel transmits per wakeup in copy mode (its TX_BATCH_SIZE).
