@@ -670,11 +670,14 @@ pub fn run(a: &LinerateArgs) -> anyhow::Result<()> {
             }
         },
     )?;
-    if a.json {
-        println!("{}", done.to_json());
+    let text = if a.json {
+        done.to_json().to_string()
     } else {
-        println!("{}", done.summary());
-    }
+        done.summary()
+    };
+    // A closed stdout (e.g. piped into `head`) is not a failure of the run.
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
     Ok(())
 }
 
