@@ -10,7 +10,7 @@ use std::process::Command;
 
 use pfs_netns_tests::require_root;
 
-/// Fewer than the 2048 frames of the RX half of the UMEM, so a receiver
+/// Fewer than the 4096 frames of the RX half of the UMEM, so a receiver
 /// descheduled on a busy machine still loses nothing.
 const N: u64 = 2000;
 

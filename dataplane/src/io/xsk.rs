@@ -21,12 +21,17 @@ use super::{Backend, Io, IoConfig, IoError, XskConfig, sys};
 
 /// Bytes per UMEM frame.
 pub const FRAME_SIZE: u32 = 2048;
-/// UMEM frames (half RX, half TX): 8 MiB.
-pub const FRAMES: u32 = 4096;
+/// UMEM frames (half RX, half TX): 16 MiB (root is exempt from RLIMIT_MEMLOCK for it).
+pub const FRAMES: u32 = 8192;
 /// Entries per ring.
 const RING: u32 = FRAMES / 2;
-/// Frames the kernel transmits per wakeup in copy mode (its TX_BATCH_SIZE).
+/// Frames the kernel transmits per wakeup in copy mode (its TX_BATCH_SIZE),
+/// unless `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17+) raised it.
 const COPY_TX_BUDGET: usize = 32;
+/// `XDP_MAX_TX_SKB_BUDGET` socket option (SOL_XDP), Linux 6.17+.
+const XDP_MAX_TX_SKB_BUDGET: i32 = 9;
+/// The copy-mode TX budget asked for with it.
+const WANT_TX_BUDGET: usize = 256;
 
 /// Whether this kernel has AF_XDP and we may open such sockets.
 pub fn probe() -> Result<(), IoError> {
@@ -59,6 +64,7 @@ pub struct Xsk {
     ifname: String,
     queue: u32,
     zerocopy: bool,
+    tx_budget: usize,
     ident: u16,
     pending_tx: usize,
     foreign: u64,
@@ -204,6 +210,16 @@ impl Xsk {
             }
         }
         fill.release(given as u32);
+        // Raise the copy-mode frames per wakeup where the kernel allows it.
+        let tx_budget = match sys::setsockopt_int(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            WANT_TX_BUDGET as i32,
+        ) {
+            Ok(()) => WANT_TX_BUDGET,
+            Err(_) => COPY_TX_BUDGET,
+        };
         Ok(Xsk {
             rx,
             tx,
@@ -219,6 +235,7 @@ impl Xsk {
             ifname,
             queue,
             zerocopy: zc,
+            tx_budget,
             ident: 0,
             pending_tx: 0,
             foreign: 0,
@@ -247,7 +264,7 @@ impl Xsk {
         let calls = if self.zerocopy {
             1
         } else {
-            frames.div_ceil(COPY_TX_BUDGET).max(1)
+            frames.div_ceil(self.tx_budget).max(1)
         };
         for _ in 0..calls {
             match syscall::wake_tx(&self.fd) {
@@ -276,12 +293,13 @@ impl Io for Xsk {
 
     fn mode(&self) -> String {
         format!(
-            "{} {}q{}, need-wakeup, {} x {} B UMEM",
+            "{} {}q{}, need-wakeup, {} x {} B UMEM, TX budget {}",
             if self.zerocopy { "zero-copy" } else { "copy" },
             self.ifname,
             self.queue,
             FRAMES,
-            FRAME_SIZE
+            FRAME_SIZE,
+            self.tx_budget
         )
     }
 
