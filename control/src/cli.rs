@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, lab, plan};
+use crate::{bench_local, blob, demo, lab, linerate, milkshake, plan};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -32,6 +32,11 @@ enum Command {
     /// The netns lab: two namespaces joined by a veth pair.
     #[command(subcommand)]
     Lab(lab::cmd::LabCommand),
+    /// Firewall-counter compute on XDP and nftables counters (specs/milkshake.md).
+    #[command(subcommand)]
+    Milkshake(milkshake::run::MilkshakeCommand),
+    /// Line-rate UDP probes: tx, rx or reflect over xsk, uring or mmsg.
+    Linerate(linerate::LinerateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +73,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Blob(BlobCommand::Create(a)) => blob::run_create(&a),
         Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
         Command::Lab(c) => lab::cmd::run(&c),
+        Command::Milkshake(c) => milkshake::run::dispatch(&c),
+        Command::Linerate(a) => linerate::run(&a),
     }
 }
 

@@ -6,5 +6,7 @@ pub mod blob;
 pub mod cli;
 pub mod demo;
 pub mod lab;
+pub mod linerate;
+pub mod milkshake;
 pub mod plan;
 pub mod usage;
