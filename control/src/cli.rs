@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, plan};
+use crate::{bench_local, blob, demo, edge, plan};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -29,6 +29,17 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Edge compute server (specs/edge-api.md).
+    #[command(subcommand)]
+    Edge(EdgeCommand),
+    /// Run one compute job on an edge server and print the results.
+    Compute(edge::client::ComputeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum EdgeCommand {
+    /// Serve /compute, /health, /metrics and (with --data-root) /data/PATH.
+    Serve(edge::client::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +58,8 @@ enum BlobCommand {
 enum BenchCommand {
     /// Kernels over windows of a mapped file on pinned workers.
     Local(bench_local::LocalArgs),
+    /// The seed's benchmark against an edge server (windows of 1 MiB per request).
+    Edge(edge::client::EdgeBenchArgs),
 }
 
 /// Parses the command line, runs it and maps errors to exit codes.
@@ -64,6 +77,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(PlanCommand::Ranges(a)) => plan::run_ranges(&a),
         Command::Blob(BlobCommand::Create(a)) => blob::run_create(&a),
         Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
+        Command::Bench(BenchCommand::Edge(a)) => edge::client::run_bench(&a),
+        Command::Edge(EdgeCommand::Serve(a)) => edge::client::run_serve(&a),
+        Command::Compute(a) => edge::client::run_compute(&a),
     }
 }
 
