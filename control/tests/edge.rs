@@ -627,3 +627,57 @@ async fn routes_equal_the_openapi_document() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_vectors() {
+    use pfs_dataplane::specvec::{blocks, unhex};
+    let spec =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/edge-api.md"))
+            .unwrap();
+    let computes = blocks(&spec, "edge-compute");
+    let errors = blocks(&spec, "edge-errors");
+    assert!(!computes.is_empty() && !errors.is_empty());
+    let mut n = 0;
+    let mut file_url = String::new();
+    let mut keep = Vec::new();
+    for line in computes.concat().lines().filter(|l| !l.trim().is_empty()) {
+        let parts: Vec<&str> = line.split(" | ").collect();
+        assert_eq!(parts.len(), 3, "{line}");
+        let bytes = unhex(parts[0]).unwrap();
+        let f = Fixture::new(0, |_| {});
+        std::fs::write(f.dir.path().join("blob.bin"), &bytes).unwrap();
+        let instrs: Value = serde_json::from_str(parts[1]).unwrap();
+        let want: Value = serde_json::from_str(parts[2]).unwrap();
+        for url in [f.file_url(), f.http_url()] {
+            let (s, v) = post(
+                &f.server.url(),
+                &json!({"data_url": url, "instructions": instrs}).to_string(),
+                None,
+            )
+            .await;
+            assert_eq!((s, &v["results"]), (200, &want), "{url}: {line}: {v}");
+            n += 1;
+        }
+        file_url = f.file_url();
+        keep.push(f);
+    }
+    let f = keep.last().unwrap();
+    for line in errors.concat().lines().filter(|l| !l.trim().is_empty()) {
+        let mut it = line.splitn(3, ' ');
+        let (status, pointer, body) = (
+            it.next().unwrap().parse::<u16>().unwrap(),
+            it.next().unwrap(),
+            it.next().unwrap(),
+        );
+        let pointer = if pointer == "-" { "" } else { pointer };
+        let (s, v) = post(&f.server.url(), &body.replace("FILE", &file_url), None).await;
+        assert_eq!(
+            (s, v["error"]["pointer"].as_str().unwrap()),
+            (status, pointer),
+            "{line}: {v}"
+        );
+        assert_eq!(v["error"]["status"], status);
+        n += 1;
+    }
+    assert!(n >= 14);
+}
