@@ -360,7 +360,11 @@ async fn run_compute(
                 )
             })?;
             let real = root.confine(path, "/data_url")?;
-            let map = state.map(&real)?;
+            // Mapping pre-faults the file: keep it off the async workers.
+            let st = state.clone();
+            let map = tokio::task::spawn_blocking(move || st.map(&real))
+                .await
+                .map_err(|e| EdgeError::Internal(format!("map task: {e}")))??;
             let size = map.bytes().len() as u64;
             exec::validate(&instrs, size).map_err(|e| match e {
                 exec::ExecError::ZeroLength { index } | exec::ExecError::PastEnd { index, .. } => {
@@ -517,7 +521,12 @@ async fn data(
     headers: HeaderMap,
 ) -> Response {
     let t = Instant::now();
-    match serve_data(&state, &path, &headers) {
+    // Resolving and mapping touch the disk: keep them off the async workers.
+    let st = state.clone();
+    let served = tokio::task::spawn_blocking(move || serve_data(&st, &path, &headers))
+        .await
+        .unwrap_or_else(|e| Err(EdgeError::Internal(format!("data task: {e}"))));
+    match served {
         Ok(r) => {
             state
                 .metrics
