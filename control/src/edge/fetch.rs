@@ -23,6 +23,9 @@ use super::stream::{JobFold, RangeDone, RangeFold};
 /// The most a planned range may hold (bounds what `fnv` instructions keep).
 pub const MAX_RANGE: u64 = 8 * WINDOW;
 
+/// Origins remembered before idle ones are forgotten.
+const MAX_ORIGINS: usize = 256;
+
 /// Fetcher settings.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchOptions {
@@ -135,6 +138,10 @@ impl Fetcher {
 
     fn origin(&self, key: &str) -> Arc<Origin> {
         let mut map = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_ORIGINS {
+            // Forget origins no job is using (their etiquette state restarts).
+            map.retain(|_, o| Arc::strong_count(o) > 1);
+        }
         map.entry(key.to_string())
             .or_insert_with(|| {
                 Arc::new(Origin {
