@@ -31,6 +31,9 @@ pub enum MapError {
 pub struct MappedFile {
     map: Option<Mmap>,
     path: PathBuf,
+    /// The file that was mapped (kept open so callers can use the same inode,
+    /// e.g. for sendfile).
+    file: File,
 }
 
 impl MappedFile {
@@ -53,6 +56,7 @@ impl MappedFile {
             return Ok(MappedFile {
                 map: None,
                 path: path.to_path_buf(),
+                file,
             });
         }
         // SAFETY: the map is read-only and private to this process; PacketFS does not
@@ -70,6 +74,7 @@ impl MappedFile {
         Ok(MappedFile {
             map: Some(map),
             path: path.to_path_buf(),
+            file,
         })
     }
 
@@ -81,6 +86,11 @@ impl MappedFile {
     /// The file that was mapped.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open file behind the map (the same inode as the mapped bytes).
+    pub fn file(&self) -> &File {
+        &self.file
     }
 }
 
