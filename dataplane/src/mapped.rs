@@ -31,9 +31,6 @@ pub enum MapError {
 pub struct MappedFile {
     map: Option<Mmap>,
     path: PathBuf,
-    /// The file that was mapped (kept open so callers can use the same inode,
-    /// e.g. for sendfile).
-    file: File,
 }
 
 impl MappedFile {
@@ -56,7 +53,6 @@ impl MappedFile {
             return Ok(MappedFile {
                 map: None,
                 path: path.to_path_buf(),
-                file,
             });
         }
         // SAFETY: the map is read-only and private to this process; PacketFS does not
@@ -74,7 +70,6 @@ impl MappedFile {
         Ok(MappedFile {
             map: Some(map),
             path: path.to_path_buf(),
-            file,
         })
     }
 
@@ -86,11 +81,6 @@ impl MappedFile {
     /// The file that was mapped.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The open file behind the map (the same inode as the mapped bytes).
-    pub fn file(&self) -> &File {
-        &self.file
     }
 }
 

@@ -15,7 +15,6 @@ pub mod fetch;
 pub mod metrics;
 pub mod policy;
 pub mod request;
-pub mod sendfile;
 pub mod server;
 pub mod stream;
 

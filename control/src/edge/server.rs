@@ -25,7 +25,6 @@ use super::fetch::{FetchOptions, Fetcher};
 use super::metrics::Metrics;
 use super::policy::{Allowlist, Budget, DataRoot};
 use super::request::{self, DataUrl, Limits};
-use super::sendfile::{SendfileListener, ServedMap};
 
 /// The server's settings (the flags of `pfs edge serve`).
 #[derive(Debug, Clone)]
@@ -128,7 +127,7 @@ type FileKey = (u64, u64, u64);
 /// Mapped files, reused while their size, mtime and inode are unchanged.
 #[derive(Debug, Default)]
 struct MapCache {
-    maps: HashMap<PathBuf, (FileKey, Arc<ServedMap>)>,
+    maps: HashMap<PathBuf, (FileKey, Arc<MappedFile>)>,
 }
 
 const MAP_CACHE_ENTRIES: usize = 8;
@@ -196,7 +195,7 @@ impl AppState {
         }
     }
 
-    fn map(&self, path: &Path) -> Result<Arc<ServedMap>, EdgeError> {
+    fn map(&self, path: &Path) -> Result<Arc<MappedFile>, EdgeError> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path)
             .map_err(|e| EdgeError::Internal(format!("{}: {e}", path.display())))?;
@@ -213,11 +212,7 @@ impl AppState {
                 return Ok(m.clone());
             }
         }
-        let map = MappedFile::open(path).map_err(|e| EdgeError::Internal(e.to_string()))?;
-        let map = Arc::new(
-            ServedMap::new(map)
-                .map_err(|e| EdgeError::Internal(format!("{}: {e}", path.display())))?,
-        );
+        let map = Arc::new(MappedFile::open(path).map_err(|e| EdgeError::Internal(e.to_string()))?);
         let mut cache = self.maps.lock().unwrap_or_else(|p| p.into_inner());
         if cache.maps.len() >= MAP_CACHE_ENTRIES {
             cache.maps.clear();
@@ -370,7 +365,7 @@ async fn run_compute(
             let map = tokio::task::spawn_blocking(move || st.map(&real))
                 .await
                 .map_err(|e| EdgeError::Internal(format!("map task: {e}")))??;
-            let size = map.map().bytes().len() as u64;
+            let size = map.bytes().len() as u64;
             exec::validate(&instrs, size).map_err(|e| match e {
                 exec::ExecError::ZeroLength { index } | exec::ExecError::PastEnd { index, .. } => {
                     EdgeError::PastEnd {
@@ -383,7 +378,7 @@ async fn run_compute(
             let kernels = state.kernels;
             let instrs2 = instrs.clone();
             let results =
-                tokio::task::spawn_blocking(move || compute_mapped(kernels, map.map(), &instrs2))
+                tokio::task::spawn_blocking(move || compute_mapped(kernels, &map, &instrs2))
                     .await
                     .map_err(|e| EdgeError::Internal(format!("compute task: {e}")))??;
             (results, 0, 0, 0, 0, "NONE")
@@ -458,14 +453,14 @@ fn compute_mapped(
 
 /// A slice of a shared map that a response body can own.
 struct MapSlice {
-    map: Arc<ServedMap>,
+    map: Arc<MappedFile>,
     start: usize,
     end: usize,
 }
 
 impl AsRef<[u8]> for MapSlice {
     fn as_ref(&self) -> &[u8] {
-        &self.map.map().bytes()[self.start..self.end]
+        &self.map.bytes()[self.start..self.end]
     }
 }
 
@@ -549,7 +544,7 @@ fn serve_data(state: &AppState, path: &str, headers: &HeaderMap) -> Result<Respo
     })?;
     let real = root.confine(Path::new(path), "")?;
     let map = state.map(&real)?;
-    let size = map.map().bytes().len() as u64;
+    let size = map.bytes().len() as u64;
     let etag = {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(&real)
@@ -632,7 +627,7 @@ impl EdgeServer {
                     let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
                         return;
                     };
-                    let _ = axum::serve(SendfileListener(listener), router(state))
+                    let _ = axum::serve(listener, router(state))
                         .with_graceful_shutdown(async move {
                             let _ = rx.await;
                         })
@@ -701,7 +696,7 @@ pub async fn serve_until_signal(config: EdgeConfig) -> Result<(), EdgeError> {
             "off"
         }
     );
-    axum::serve(SendfileListener(listener), router(state))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
