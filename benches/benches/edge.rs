@@ -215,6 +215,10 @@ fn main() -> anyhow::Result<()> {
         name: "nginx + numpy client",
         gbps: Vec::new(),
     };
+    let mut local_series = Series {
+        name: "pfs bench local (in-process, no HTTP)",
+        gbps: Vec::new(),
+    };
     // One warm-up pass (maps the file, opens connections), then timed passes.
     for rep in 0..=reps {
         for (i, (_, kind, per_request)) in shapes.iter().enumerate() {
@@ -240,6 +244,10 @@ fn main() -> anyhow::Result<()> {
             if rep > 0 {
                 series[i].gbps.push(r.throughput_gbps);
             }
+        }
+        let local = pfs_control::bench_local::bench_file(&blob, Op::CountEq(0), WINDOWS, 2, false)?;
+        if rep > 0 {
+            local_series.gbps.push(local.throughput_gbps);
         }
         if let Some(ng) = &peer {
             let (gbps, result) = run_peer(&format!("http://127.0.0.1:{}/blob.bin", ng.port))
@@ -281,8 +289,11 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "pfs bench local (same file, 2 workers, no HTTP): {:.2} GB/s",
-        want.throughput_gbps
+        "{:<38} {:>10.2} {:>12.2} {:>14}",
+        local_series.name,
+        local_series.best(),
+        local_series.median(),
+        "(reference)"
     );
     println!();
     let file_best = series[0].best();

@@ -487,6 +487,7 @@ async fn origins_without_range_slow_or_cached() {
         c.fetch = FetchOptions {
             streams: 2,
             origin_timeout: Duration::from_millis(300),
+            ..FetchOptions::default()
         };
     });
     let ep = f.server.url();

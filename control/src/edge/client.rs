@@ -54,12 +54,21 @@ pub struct ServeArgs {
     /// Longest a whole /compute job may take, seconds.
     #[arg(long, default_value_t = 300)]
     pub job_timeout_s: u64,
+    /// A PEM certificate to trust for https:// origins besides the web roots.
+    #[arg(long)]
+    pub origin_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
-    /// The server configuration these flags describe.
-    pub fn config(&self) -> EdgeConfig {
-        EdgeConfig {
+    /// The server configuration these flags describe (reads `--origin-ca`).
+    pub fn config(&self) -> anyhow::Result<EdgeConfig> {
+        let origin_ca_pem = match &self.origin_ca {
+            Some(p) => Some(
+                std::fs::read(p).map_err(|e| bad(format!("--origin-ca: {}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
+        Ok(EdgeConfig {
             listen: self.listen,
             data_root: self.data_root.clone(),
             allow_hosts: self.allow_host.clone(),
@@ -73,9 +82,10 @@ impl ServeArgs {
             fetch: FetchOptions {
                 streams: self.streams,
                 origin_timeout: Duration::from_millis(self.origin_timeout_ms),
+                origin_ca_pem,
             },
             job_timeout: Duration::from_secs(self.job_timeout_s),
-        }
+        })
     }
 }
 
@@ -88,7 +98,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Runs `pfs edge serve`.
 pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
-    rt.block_on(serve_until_signal(args.config()))
+    rt.block_on(serve_until_signal(args.config()?))
         .map_err(|e| match e {
             EdgeError::BadRequest { pointer, message } => bad(format!("{pointer}: {message}")),
             other => anyhow::Error::new(other),

@@ -27,13 +27,16 @@ pub const MAX_RANGE: u64 = 8 * WINDOW;
 const MAX_ORIGINS: usize = 256;
 
 /// Fetcher settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FetchOptions {
     /// Concurrent streams per origin (2..=10).
     pub streams: usize,
     /// Connect timeout, and the longest wait for response headers or the next
     /// body chunk.
     pub origin_timeout: Duration,
+    /// A PEM certificate trusted for `https://` origins besides the built-in web
+    /// roots (webpki-roots), e.g. a private CA.
+    pub origin_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for FetchOptions {
@@ -41,6 +44,7 @@ impl Default for FetchOptions {
         FetchOptions {
             streams: 4,
             origin_timeout: Duration::from_secs(10),
+            origin_ca_pem: None,
         }
     }
 }
@@ -116,7 +120,14 @@ impl Drop for InFlight {
 impl Fetcher {
     /// A fetcher; fails only if the TLS backend cannot start.
     pub fn new(opts: FetchOptions) -> Result<Fetcher, EdgeError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &opts.origin_ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
+                EdgeError::bad("--origin-ca", format!("not a PEM certificate: {e}"))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.origin_timeout)
             .read_timeout(opts.origin_timeout)
@@ -132,8 +143,8 @@ impl Fetcher {
     }
 
     /// The settings.
-    pub fn options(&self) -> FetchOptions {
-        self.opts
+    pub fn options(&self) -> &FetchOptions {
+        &self.opts
     }
 
     fn origin(&self, key: &str) -> Arc<Origin> {

@@ -171,7 +171,7 @@ impl AppState {
         Ok(AppState {
             allow: Allowlist::new(&config.allow_hosts),
             budget: Mutex::new(Budget::new(config.budget_bytes, config.budget_requests)),
-            fetcher: Fetcher::new(config.fetch)?,
+            fetcher: Fetcher::new(config.fetch.clone())?,
             metrics: Metrics::default(),
             started: Instant::now(),
             maps: Mutex::new(MapCache::default()),
