@@ -627,6 +627,34 @@ async fn routes_equal_the_openapi_document() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+    // A known path with the wrong method is a JSON 405 naming the allowed one.
+    let r = c
+        .get(format!("{}/compute", f.server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("POST"),
+        "{v}"
+    );
+    let r = c
+        .delete(format!("{}/data/blob.bin", f.server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    // A path that is not UTF-8 once decoded is a JSON 400.
+    let r = c
+        .get(format!("{}/data/%ff%fe", f.server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "bad_request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

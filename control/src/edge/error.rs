@@ -58,6 +58,9 @@ pub enum EdgeError {
         /// What was not found.
         message: String,
     },
+    /// The route exists but not with this method (405).
+    #[error("method: {0}")]
+    MethodNotAllowed(String),
     /// More instructions or bytes than the server allows per request (413).
     #[error("{}", at(pointer, message))]
     TooLarge {
@@ -136,6 +139,7 @@ impl EdgeError {
             EdgeError::Unauthorized => 401,
             EdgeError::Forbidden { .. } => 403,
             EdgeError::NotFound { .. } => 404,
+            EdgeError::MethodNotAllowed(_) => 405,
             EdgeError::TooLarge { .. } => 413,
             EdgeError::RangeNotSatisfiable { .. } => 416,
             EdgeError::PastEnd { .. } => 422,
@@ -153,6 +157,7 @@ impl EdgeError {
             EdgeError::Unauthorized => "unauthorized",
             EdgeError::Forbidden { .. } => "forbidden",
             EdgeError::NotFound { .. } => "not_found",
+            EdgeError::MethodNotAllowed(_) => "method_not_allowed",
             EdgeError::TooLarge { .. } => "too_large",
             EdgeError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             EdgeError::PastEnd { .. } => "past_end",
@@ -173,6 +178,7 @@ impl EdgeError {
             | EdgeError::PastEnd { pointer, .. } => pointer,
             EdgeError::BadGateway { .. } | EdgeError::GatewayTimeout { .. } => "/data_url",
             EdgeError::Budget { .. } | EdgeError::Unauthorized => "",
+            EdgeError::MethodNotAllowed(_) => "",
             EdgeError::RangeNotSatisfiable { .. } | EdgeError::Internal(_) => "",
         }
     }

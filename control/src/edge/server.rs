@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -270,12 +270,13 @@ fn error_response(state: &AppState, route: &'static str, e: &EdgeError, t: Insta
 fn router(state: Shared) -> Router {
     let mut r = Router::new();
     for route in ROUTES {
-        r = match route.id {
-            RouteId::Health => r.route(route.axum_path, get(health)),
-            RouteId::Metrics => r.route(route.axum_path, get(metrics)),
-            RouteId::Compute => r.route(route.axum_path, post(compute)),
-            RouteId::Data => r.route(route.axum_path, get(data)),
+        let method = match route.id {
+            RouteId::Health => get(health),
+            RouteId::Metrics => get(metrics),
+            RouteId::Compute => post(compute),
+            RouteId::Data => get(data),
         };
+        r = r.route(route.axum_path, method.fallback(method_not_allowed));
     }
     r.fallback(fallback).with_state(state)
 }
@@ -285,6 +286,26 @@ async fn fallback(State(state): State<Shared>, uri: axum::http::Uri) -> Response
         pointer: String::new(),
         message: format!("no route {} (see specs/edge-openapi.json)", uri.path()),
     };
+    error_response(&state, "other", &e, Instant::now())
+}
+
+async fn method_not_allowed(
+    State(state): State<Shared>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
+    let allowed = ROUTES
+        .iter()
+        .filter(|r| {
+            uri.path() == r.path || (r.id == RouteId::Data && uri.path().starts_with("/data/"))
+        })
+        .map(|r| r.method.to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let e = EdgeError::MethodNotAllowed(format!(
+        "{method} {} is not served (allowed: {allowed})",
+        uri.path()
+    ));
     error_response(&state, "other", &e, Instant::now())
 }
 
@@ -517,10 +538,17 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeAsk {
 
 async fn data(
     State(state): State<Shared>,
-    UrlPath(path): UrlPath<String>,
+    path: Result<UrlPath<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let t = Instant::now();
+    let path = match path {
+        Ok(UrlPath(p)) => p,
+        Err(e) => {
+            let e = EdgeError::bad("", format!("path: {e}"));
+            return error_response(&state, "data", &e, t);
+        }
+    };
     // Resolving and mapping touch the disk: keep them off the async workers.
     let st = state.clone();
     let served = tokio::task::spawn_blocking(move || serve_data(&st, &path, &headers))
