@@ -37,7 +37,7 @@ impl Drop for Dir {
     }
 }
 
-/// Stops nginx (our child, by its pid) on every exit path.
+/// Stops nginx (our child, by its pid) and its workers on every exit path.
 struct Nginx {
     child: Child,
     port: u16,
@@ -45,6 +45,18 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM lets the master stop its workers (SIGKILL would orphan them);
+        // SIGKILL only if it has not exited within 5 s.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..250 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
