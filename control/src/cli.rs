@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, lab, linerate, milkshake, plan};
+use crate::{bench_local, blob, demo, edge, lab, linerate, milkshake, plan};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -37,6 +37,17 @@ enum Command {
     Milkshake(milkshake::run::MilkshakeCommand),
     /// Line-rate UDP probes: tx, rx or reflect over xsk, uring or mmsg.
     Linerate(linerate::LinerateArgs),
+    /// Edge compute server (specs/edge-api.md).
+    #[command(subcommand)]
+    Edge(EdgeCommand),
+    /// Run one compute job on an edge server and print the results.
+    Compute(edge::client::ComputeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum EdgeCommand {
+    /// Serve /compute, /health, /metrics and (with --data-root) /data/PATH.
+    Serve(edge::client::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +66,8 @@ enum BlobCommand {
 enum BenchCommand {
     /// Kernels over windows of a mapped file on pinned workers.
     Local(bench_local::LocalArgs),
+    /// The seed's benchmark against an edge server (windows of 1 MiB per request).
+    Edge(edge::client::EdgeBenchArgs),
 }
 
 /// Parses the command line, runs it and maps errors to exit codes.
@@ -75,6 +88,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Lab(c) => lab::cmd::run(&c),
         Command::Milkshake(c) => milkshake::run::dispatch(&c),
         Command::Linerate(a) => linerate::run(&a),
+        Command::Bench(BenchCommand::Edge(a)) => edge::client::run_bench(&a),
+        Command::Edge(EdgeCommand::Serve(a)) => edge::client::run_serve(&a),
+        Command::Compute(a) => edge::client::run_compute(&a),
     }
 }
 
