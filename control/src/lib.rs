@@ -5,5 +5,6 @@ pub mod bench_local;
 pub mod blob;
 pub mod cli;
 pub mod demo;
+pub mod pasm;
 pub mod plan;
 pub mod usage;
