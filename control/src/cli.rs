@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, pasm, plan};
+use crate::{bench_local, blob, demo, lab, pasm, plan};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -29,6 +29,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The netns lab: two namespaces joined by a veth pair.
+    #[command(subcommand)]
+    Lab(lab::cmd::LabCommand),
     /// P-ASM step programs: plan, run, assemble (specs/pasm.md).
     #[command(subcommand)]
     Pasm(pasm::cli::PasmCommand),
@@ -67,6 +70,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(PlanCommand::Ranges(a)) => plan::run_ranges(&a),
         Command::Blob(BlobCommand::Create(a)) => blob::run_create(&a),
         Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
+        Command::Lab(c) => lab::cmd::run(&c),
         Command::Pasm(c) => pasm::cli::run(&c),
     }
 }

@@ -5,6 +5,7 @@ pub mod bench_local;
 pub mod blob;
 pub mod cli;
 pub mod demo;
+pub mod lab;
 pub mod pasm;
 pub mod plan;
 pub mod usage;
