@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, plan};
+use crate::{asl, bench_local, blob, demo, plan};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -29,6 +29,8 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The artifact store (content-addressed, append-only, crash-safe).
+    Asl(asl::cli::AslArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +66,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(PlanCommand::Ranges(a)) => plan::run_ranges(&a),
         Command::Blob(BlobCommand::Create(a)) => blob::run_create(&a),
         Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
+        Command::Asl(a) => asl::cli::run(&a),
     }
 }
 
