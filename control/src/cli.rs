@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, lab, pasm, plan};
+use crate::{asl, bench_local, blob, demo, lab, pasm, plan};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -35,6 +35,8 @@ enum Command {
     /// P-ASM step programs: plan, run, assemble (specs/pasm.md).
     #[command(subcommand)]
     Pasm(pasm::cli::PasmCommand),
+    /// The artifact store (content-addressed, append-only, crash-safe).
+    Asl(asl::cli::AslArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +74,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
         Command::Lab(c) => lab::cmd::run(&c),
         Command::Pasm(c) => pasm::cli::run(&c),
+        Command::Asl(a) => asl::cli::run(&a),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `pfs` command and the PacketFS control process. Each subsystem is a module
 //! with its own error type.
 
+pub mod asl;
 pub mod bench_local;
 pub mod blob;
 pub mod cli;
