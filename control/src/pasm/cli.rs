@@ -10,7 +10,7 @@ use super::lab::LabRef;
 use super::plan::Plan;
 use super::program::Program;
 use super::runner::{self, Outcome, RunOptions, RunStatus};
-use super::{PasmError, signal};
+use super::{PasmError, record, signal};
 use crate::usage::bad;
 
 /// `pfs pasm` subcommands.
@@ -22,6 +22,31 @@ pub enum PasmCommand {
     Run(RunArgs),
     /// Assemble the text form into JSON (or, with --disasm, JSON into text).
     Asm(AsmArgs),
+    /// List the runs recorded in the artifact store.
+    Runs(StoreArgs),
+    /// Print one recorded run: manifest, planfile (and event log with --events).
+    Show(ShowArgs),
+}
+
+/// Where runs are recorded.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Artifact store directory. Default: $PFS_ASL, else $XDG_DATA_HOME/pfs/asl,
+    /// else $HOME/.local/share/pfs/asl.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+}
+
+/// Arguments of `pfs pasm show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// Run id (or a unique prefix of it, or the manifest key).
+    pub run: String,
+    /// Print the event log too.
+    #[arg(long)]
+    pub events: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Arguments of `pfs pasm plan`.
@@ -55,6 +80,11 @@ pub struct RunArgs {
     /// addresses, fw.counter (nftables) and raw:// (AF_PACKET).
     #[arg(long)]
     pub netns: Option<String>,
+    /// Do not record the run in the artifact store.
+    #[arg(long)]
+    pub no_record: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Arguments of `pfs pasm asm`.
@@ -94,6 +124,13 @@ fn load(path: &Path) -> anyhow::Result<(Vec<u8>, Program)> {
     let bytes = read(path)?;
     let p = Program::parse(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
     Ok((bytes, p))
+}
+
+fn store_dir(a: &StoreArgs) -> anyhow::Result<PathBuf> {
+    a.store
+        .clone()
+        .or_else(crate::asl::cli::default_store)
+        .ok_or_else(|| bad("no store location: pass --store DIR or set PFS_ASL (HOME is unset)"))
 }
 
 fn gates(netns: Option<&str>) -> anyhow::Result<Gates> {
@@ -154,10 +191,11 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
             let rep = runner::run(&p, &bytes, &opts).map_err(lift)?;
             let pf = &rep.planfile;
             let n = |o: Outcome| pf.steps.iter().filter(|s| s.outcome == o).count();
+            let status = serde_json::to_value(pf.status)?;
+            let status = status.as_str().unwrap_or("?");
             println!(
-                "run {}: {:?}: {} ok, {} error, {} refused, {} not_run",
+                "run {}: {status}: {} ok, {} error, {} refused, {} not_run",
                 pf.run_id,
-                pf.status,
                 n(Outcome::Ok),
                 n(Outcome::Error),
                 n(Outcome::Refused),
@@ -165,6 +203,11 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
             );
             println!("planfile: {}", rep.planfile_path.display());
             println!("event log: {}", rep.event_log_path.display());
+            if !a.no_record {
+                let dir = store_dir(&a.store)?;
+                let (key, _) = record::record(&dir, &rep, &bytes).map_err(lift)?;
+                println!("recorded: run manifest {key} in {}", dir.display());
+            }
             match pf.status {
                 RunStatus::Ok => Ok(()),
                 _ => {
@@ -174,18 +217,46 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
                         .find(|s| matches!(s.outcome, Outcome::Error | Outcome::Refused));
                     match first {
                         Some(s) => anyhow::bail!(
-                            "run {} {:?}: step {} ({}) {:?}: {}",
+                            "run {} {status}: step {} ({}) {}: {}",
                             pf.run_id,
-                            pf.status,
                             s.index,
                             s.op,
-                            s.outcome,
+                            serde_json::to_value(s.outcome)?.as_str().unwrap_or("?"),
                             s.reason.as_deref().unwrap_or("")
                         ),
-                        None => anyhow::bail!("run {} {:?}", pf.run_id, pf.status),
+                        None => anyhow::bail!("run {} {status}", pf.run_id),
                     }
                 }
             }
+        }
+        PasmCommand::Runs(a) => {
+            let dir = store_dir(a)?;
+            let runs = record::runs(&dir).map_err(lift)?;
+            println!(
+                "{:<24} {:<11} {:>7} {:>7}  program",
+                "run", "status", "steps", "ok"
+            );
+            for (_, m) in runs {
+                println!(
+                    "{:<24} {:<11} {:>7} {:>7}  {}",
+                    m.run_id,
+                    m.status,
+                    m.steps,
+                    m.ok,
+                    m.program_path.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        PasmCommand::Show(a) => {
+            let dir = store_dir(&a.store)?;
+            let (m, plan, events) = record::show(&dir, &a.run).map_err(lift)?;
+            println!("{}", serde_json::to_string_pretty(&m)?);
+            print!("{}", String::from_utf8_lossy(&plan));
+            if a.events {
+                print!("{}", String::from_utf8_lossy(&events));
+            }
+            Ok(())
         }
         PasmCommand::Asm(a) => {
             let bytes = read(&a.file)?;

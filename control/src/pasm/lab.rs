@@ -1,17 +1,13 @@
-//! Which lab a run may touch: `--netns NAME` names a lab made by `pfs lab up`,
-//! recognised by its state file `/run/pfs/labs/NAME.json` (CONTRACTS: lab). The
+//! Which lab a run may touch: `--netns NAME` names a lab made by `pfs lab up`
+//! (`crate::lab`, recognised by its state file `/run/pfs/labs/NAME.json`). The
 //! host namespace and namespaces without such a state file are refused.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::PasmError;
 use super::program::Side;
-
-/// Where `pfs lab up` records the labs it made.
-pub const LABS_DIR: &str = "/run/pfs/labs";
 
 /// A lab made by pfs, as a run sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,87 +30,31 @@ pub struct LabRef {
     pub mtu: u32,
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct StateFile {
-    name: String,
-    namespaces: Vec<String>,
-    veth: Vec<String>,
-    addrs: Vec<Ipv4Addr>,
-    mtu: u32,
-}
-
-fn name_ok(name: &str) -> bool {
-    (1..=8).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+impl From<&crate::lab::Lab> for LabRef {
+    fn from(l: &crate::lab::Lab) -> LabRef {
+        LabRef {
+            name: l.name().to_string(),
+            ns_a: l.ns_a().to_string(),
+            ns_b: l.ns_b().to_string(),
+            veth_a: l.veth_a().to_string(),
+            veth_b: l.veth_b().to_string(),
+            addr_a: l.addr_a(),
+            addr_b: l.addr_b(),
+            mtu: l.mtu(),
+        }
+    }
 }
 
 impl LabRef {
-    /// Opens lab `name` from the state files in [`LABS_DIR`], checking that its
-    /// namespaces exist.
+    /// Opens lab `name` with [`crate::lab::Lab::open`]: it must have been made by
+    /// `pfs lab up` (state file present, namespaces present). Anything else — the
+    /// host namespace, a namespace pfs did not make, a half-made lab — is refused.
     pub fn open(name: &str) -> Result<LabRef, PasmError> {
-        LabRef::open_in(
-            Path::new(LABS_DIR),
-            name,
-            Path::new(pfs_dataplane::netns::NETNS_DIR),
-        )
-    }
-
-    /// [`LabRef::open`] with the state-file and namespace directories given.
-    pub fn open_in(labs: &Path, name: &str, netns_dir: &Path) -> Result<LabRef, PasmError> {
-        let refuse = |msg: String| PasmError::Lab {
+        let lab = crate::lab::Lab::open(name).map_err(|e| PasmError::Lab {
             name: name.to_string(),
-            msg,
-        };
-        if !name_ok(name) {
-            return Err(refuse(
-                "a lab name is [a-z0-9]{1,8} as given to `pfs lab up --name NAME`; the host \
-                 namespace and namespaces pfs did not make are refused"
-                    .into(),
-            ));
-        }
-        let path: PathBuf = labs.join(format!("{name}.json"));
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            refuse(format!(
-                "no lab state file {} ({e}): not a lab made by `pfs lab up --name {name}`",
-                path.display()
-            ))
+            msg: format!("{e} (real backends run only in a lab made by `pfs lab up --name NAME`)"),
         })?;
-        let st: StateFile = serde_json::from_str(&text)
-            .map_err(|e| refuse(format!("state file {} is malformed: {e}", path.display())))?;
-        let want_ns = [format!("pfs-{name}-a"), format!("pfs-{name}-b")];
-        let want_veth = [format!("pfs{name}a"), format!("pfs{name}b")];
-        if st.name != name
-            || st.namespaces != want_ns
-            || st.veth != want_veth
-            || st.addrs.len() != 2
-        {
-            return Err(refuse(format!(
-                "state file {} does not describe lab {name} (expected namespaces {want_ns:?}, \
-                 veths {want_veth:?}, two addresses)",
-                path.display()
-            )));
-        }
-        for ns in &want_ns {
-            if !netns_dir.join(ns).exists() {
-                return Err(refuse(format!(
-                    "namespace {ns} does not exist (is the lab down? `pfs lab up --name {name}`)"
-                )));
-            }
-        }
-        let [ns_a, ns_b] = want_ns;
-        let [veth_a, veth_b] = want_veth;
-        Ok(LabRef {
-            name: name.to_string(),
-            ns_a,
-            ns_b,
-            veth_a,
-            veth_b,
-            addr_a: st.addrs[0],
-            addr_b: st.addrs[1],
-            mtu: st.mtu,
-        })
+        Ok(LabRef::from(&lab))
     }
 
     /// Namespace of a side.
@@ -146,32 +86,32 @@ impl LabRef {
 mod tests {
     use super::*;
 
-    fn write_lab(dir: &Path, name: &str) {
-        let st = serde_json::json!({"name":name,"namespaces":[format!("pfs-{name}-a"),format!("pfs-{name}-b")],
-            "veth":[format!("pfs{name}a"),format!("pfs{name}b")],"addrs":["10.77.0.1","10.77.0.2"],
-            "mtu":1500,"pid":1,"created_unix":0});
-        std::fs::write(dir.join(format!("{name}.json")), st.to_string()).unwrap();
+    #[test]
+    fn refuses_what_pfs_did_not_make() {
+        // Names that are not labs (bad names; no state file) are refused.
+        for n in ["", "pfs-x-a", "UPPER", "nolab0zz"] {
+            let e = LabRef::open(n).unwrap_err();
+            assert!(matches!(e, PasmError::Lab { .. }), "{n}: {e}");
+            assert!(e.to_string().contains("pfs lab up"), "{e}");
+        }
     }
 
     #[test]
-    fn opens_a_recorded_lab_and_refuses_others() {
-        let labs = tempfile::tempdir().unwrap();
-        let ns = tempfile::tempdir().unwrap();
-        write_lab(labs.path(), "t1");
-        // Namespaces missing: refused.
-        let e = LabRef::open_in(labs.path(), "t1", ns.path()).unwrap_err();
-        assert!(e.to_string().contains("does not exist"), "{e}");
-        std::fs::write(ns.path().join("pfs-t1-a"), "").unwrap();
-        std::fs::write(ns.path().join("pfs-t1-b"), "").unwrap();
-        let lab = LabRef::open_in(labs.path(), "t1", ns.path()).unwrap();
-        assert_eq!(lab.ns(Side::B), "pfs-t1-b");
-        assert_eq!(lab.ns_of_iface("pfst1a"), Some("pfs-t1-a"));
-        assert!(lab.owns(Ipv4Addr::new(10, 77, 0, 2)));
-        // A namespace pfs did not make (no state file), and the host namespace.
-        std::fs::write(ns.path().join("other"), "").unwrap();
-        for n in ["other", "host", "pfs-t1-a", ""] {
-            let e = LabRef::open_in(labs.path(), n, ns.path()).unwrap_err();
-            assert!(matches!(e, PasmError::Lab { .. }), "{n}: {e}");
-        }
+    fn sides_and_ifaces() {
+        let l = LabRef {
+            name: "t".into(),
+            ns_a: "pfs-t-a".into(),
+            ns_b: "pfs-t-b".into(),
+            veth_a: "pfsta".into(),
+            veth_b: "pfstb".into(),
+            addr_a: Ipv4Addr::new(10, 77, 0, 1),
+            addr_b: Ipv4Addr::new(10, 77, 0, 2),
+            mtu: 1500,
+        };
+        assert_eq!(l.ns(Side::B), "pfs-t-b");
+        assert_eq!(l.ns_of_iface("pfsta"), Some("pfs-t-a"));
+        assert_eq!(l.ns_of_iface("eth0"), None);
+        assert!(l.owns(Ipv4Addr::new(10, 77, 0, 2)));
+        assert!(!l.owns(Ipv4Addr::new(10, 77, 0, 3)));
     }
 }

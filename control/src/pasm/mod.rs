@@ -14,6 +14,7 @@ pub mod nft;
 pub mod plan;
 pub mod program;
 pub mod raw;
+pub mod record;
 pub mod runner;
 pub mod schema;
 pub mod signal;
@@ -102,6 +103,12 @@ pub enum PasmError {
         /// Why it is refused.
         msg: String,
     },
+    /// The artifact store failed.
+    #[error("artifact store: {0}")]
+    Asl(String),
+    /// `pfs pasm show RUN` found no such run.
+    #[error("{0}")]
+    NoSuchRun(String),
     /// An nftables command failed.
     #[error("nftables: {0}")]
     Nft(String),
@@ -128,6 +135,9 @@ fn place(step: Option<usize>, pointer: &str) -> String {
 impl PasmError {
     /// Whether the error is the user's input (exit status 2) rather than a failure.
     pub fn is_usage(&self) -> bool {
-        !matches!(self, PasmError::Nft(_) | PasmError::Io { .. })
+        !matches!(
+            self,
+            PasmError::Nft(_) | PasmError::Io { .. } | PasmError::Asl(_)
+        )
     }
 }
