@@ -16,8 +16,12 @@ pub mod program;
 pub mod raw;
 pub mod record;
 pub mod runner;
+#[cfg(test)]
+mod runner_tests;
 pub mod schema;
 pub mod signal;
+#[cfg(test)]
+mod spec_tests;
 pub mod stamp;
 
 use std::path::PathBuf;
