@@ -12,6 +12,12 @@ use super::program::ByteMatch;
 
 static NEXT_TABLE: AtomicU64 = AtomicU64::new(0);
 
+/// The nftables object name of counter `name`: prefixed, so that a counter
+/// named like an nft keyword (`all`, `counter`) still parses.
+pub fn object_name(name: &str) -> String {
+    format!("pasm_{name}")
+}
+
 /// The nft text for one counter rule: UDP destination port, optionally one
 /// payload byte (`@th,BITS,8`, bit offset 64 = first UDP payload byte).
 pub fn rule_text(table: &str, name: &str, port: u16, byte: Option<ByteMatch>) -> String {
@@ -20,7 +26,7 @@ pub fn rule_text(table: &str, name: &str, port: u16, byte: Option<ByteMatch>) ->
         let bits = 64 + 8 * u32::from(b.offset);
         r.push_str(&format!(" @th,{bits},8 0x{:02x}", b.value));
     }
-    r.push_str(&format!(" counter name \"{name}\""));
+    r.push_str(&format!(" counter name \"{}\"", object_name(name)));
     r
 }
 
@@ -114,7 +120,8 @@ impl NftSession {
     ) -> Result<String, PasmError> {
         let t = self.table(ns)?;
         let script = format!(
-            "add counter inet {t} {name}\n{}\n",
+            "add counter inet {t} {}\n{}\n",
+            object_name(name),
             rule_text(&t, name, port, byte)
         );
         nft(ns, &["-f", "-"], &script)?;
@@ -123,8 +130,9 @@ impl NftSession {
 
     /// Reads (packets, bytes) of counter `name` in `table` of namespace `ns`.
     pub fn read(ns: &str, table: &str, name: &str) -> Result<(u64, u64), PasmError> {
-        let out = nft(ns, &["-j", "list", "counter", "inet", table, name], "")?;
-        parse_counter(&out, name)
+        let obj = object_name(name);
+        let out = nft(ns, &["-j", "list", "counter", "inet", table, &obj], "")?;
+        parse_counter(&out, &obj)
     }
 
     /// Deletes every table made; returns the errors (also done on drop).
@@ -155,7 +163,7 @@ mod tests {
     fn rule_with_and_without_byte() {
         assert_eq!(
             rule_text("t", "rx", 9999, None),
-            "add rule inet t count udp dport 9999 counter name \"rx\""
+            "add rule inet t count udp dport 9999 counter name \"pasm_rx\""
         );
         assert_eq!(
             rule_text(
@@ -167,7 +175,7 @@ mod tests {
                     value: 0x48
                 })
             ),
-            "add rule inet t count udp dport 1 @th,80,8 0x48 counter name \"rx\""
+            "add rule inet t count udp dport 1 @th,80,8 0x48 counter name \"pasm_rx\""
         );
     }
 
