@@ -233,18 +233,21 @@ impl EventLog {
             event,
         };
         self.seq += 1;
-        let mut line = serde_json::to_value(&head).unwrap_or(Value::Null);
-        if let (Value::Object(h), Value::Object(b)) = (&mut line, body) {
-            h.extend(b);
+        // One object: the head's fields, then the body's (both serialise as
+        // objects; the head's closing brace becomes a comma).
+        let mut line = serde_json::to_vec(&head).unwrap_or_default();
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        if body.len() > 2 && line.last() == Some(&b'}') {
+            line.pop();
+            line.push(b',');
+            line.extend_from_slice(&body[1..]);
         }
-        serde_json::to_writer(&mut self.out, &line)
-            .map_err(std::io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"))
-            .map_err(|source| PasmError::Io {
-                what: "writing event log",
-                path: self.path.clone(),
-                source,
-            })
+        line.push(b'\n');
+        self.out.write_all(&line).map_err(|source| PasmError::Io {
+            what: "writing event log",
+            path: self.path.clone(),
+            source,
+        })
     }
 
     fn flush(&mut self) -> Result<(), PasmError> {
