@@ -183,7 +183,7 @@ struct OpenBlock {
 }
 
 struct Writer {
-    _lock: File,
+    lock: File,
     log: File,
     opts: StoreOptions,
     open: Option<OpenBlock>,
@@ -330,7 +330,7 @@ impl Store {
         let durable = s.state.last_logseq;
         let open = s.recover_blocks()?;
         s.writer = Some(Writer {
-            _lock: lock,
+            lock,
             log,
             opts,
             open,
@@ -493,6 +493,11 @@ impl Store {
         };
         let data_len = self.state.blocks[&id].data_len;
         let p = bdir.join(block::file_name(id));
+        if p.exists() {
+            // A crash between sealing the file and logging SEAL left it read-only.
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
+                .map_err(self.io("chmod", &p))?;
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -1412,6 +1417,12 @@ impl Drop for Store {
         if self.writer.as_ref().is_some_and(|w| w.poisoned.is_none()) {
             let _ = self.commit(true);
         }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        sys::unlock(&self.lock);
     }
 }
 
