@@ -59,7 +59,17 @@ fn create_open_and_bad_directories() {
     sb[60..].copy_from_slice(&crc.to_le_bytes());
     fs::write(dir.join("ASL"), &sb).unwrap();
     let e = Store::open(&dir, opts(Durability::Fsync)).unwrap_err();
-    assert!(matches!(e, AslError::UnsupportedVersion { found: 2, supported: 1, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            AslError::UnsupportedVersion {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
     sb[9] = 1; // breaks the checksum
     fs::write(dir.join("ASL"), &sb).unwrap();
     let e = Store::open(&dir, opts(Durability::Fsync)).unwrap_err();
@@ -113,7 +123,10 @@ fn one_writer_readers_alongside() {
     assert_eq!(e.kind(), ErrorKind::ConcurrentModification);
 
     let rc = w.put(b"grouped", None).unwrap();
-    assert!(!rc.durable, "group mode: not durable until the group commits");
+    assert!(
+        !rc.durable,
+        "group mode: not durable until the group commits"
+    );
     assert!(w.durable_logseq() < rc.logseq);
     let d = w.sync().unwrap();
     assert!(d >= rc.logseq);
@@ -159,7 +172,10 @@ fn snapshots_tombstones_and_gc() {
     assert_eq!(s.get(&a).unwrap_err().kind(), ErrorKind::NotFound);
     let mut view = s.mount_snapshot(snap).unwrap();
     assert_eq!(view.get(&a).unwrap(), a_bytes);
-    assert_eq!(view.put(b"no").unwrap_err().kind(), ErrorKind::ConcurrentModification);
+    assert_eq!(
+        view.put(b"no").unwrap_err().kind(),
+        ErrorKind::ConcurrentModification
+    );
     assert_eq!(
         s.mount_snapshot(SnapshotId(999)).unwrap_err().kind(),
         ErrorKind::NotFound
@@ -174,7 +190,10 @@ fn snapshots_tombstones_and_gc() {
     s.drop_snapshot(snap).unwrap();
     let r = s.gc().unwrap();
     assert_eq!(r.blocks_freed, 1);
-    assert_eq!(r.artifacts_moved, 1, "b copied out of the mostly-dead block");
+    assert_eq!(
+        r.artifacts_moved, 1,
+        "b copied out of the mostly-dead block"
+    );
     assert_eq!(r.artifacts_dropped, 1);
     assert_eq!(s.get(&b).unwrap(), b"small b");
     assert!(s.locate(&a).is_none());
@@ -256,7 +275,10 @@ fn cli_round_trip_and_error_lines() {
         (vec!["get", "xyz"], "malformed key 'xyz'"),
         (vec!["get", &"0".repeat(64)], "not found"),
         (vec!["put", "/nonexistent/file"], "/nonexistent/file"),
-        (vec!["put", f.to_str().unwrap(), "--type-tag", "4294967296"], "--type-tag"),
+        (
+            vec!["put", f.to_str().unwrap(), "--type-tag", "4294967296"],
+            "--type-tag",
+        ),
         (vec!["init", dir.to_str().unwrap()], "already exists"),
     ] {
         let (c, _, e) = pfs(&dir, &args);

@@ -239,7 +239,8 @@ fn identity() -> Identity {
     }
 }
 
-fn superblock(created_ns: u64, id: &Identity) -> [u8; 64] {
+/// The 64 superblock bytes (`specs/asl.md` §3).
+pub fn superblock(created_ns: u64, id: &Identity) -> [u8; 64] {
     let mut b = [0u8; 64];
     b[0..8].copy_from_slice(&SUPER_MAGIC);
     b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
