@@ -1175,7 +1175,10 @@ impl Store {
         let bytes = index::encode(&self.state);
         let tmp = self.dir.join("index.tmp");
         let p = self.dir.join(INDEX);
-        fs::write(&tmp, bytes).map_err(self.io("write", &tmp))?;
+        if let Err(e) = fs::write(&tmp, bytes) {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io("write", &tmp)(e));
+        }
         fs::rename(&tmp, &p).map_err(self.io("rename", &p))
     }
 
@@ -1276,8 +1279,10 @@ impl Store {
         }
         self.check_blocks(&rebuilt, &mut rep);
         if rewrite && self.writer.is_some() && rebuilt == self.state {
-            self.write_index()?;
-            rep.notes.push("index file rewritten".into());
+            match self.write_index() {
+                Ok(()) => rep.notes.push("index file rewritten".into()),
+                Err(e) => rep.notes.push(format!("index file not rewritten: {e}")),
+            }
         }
         Ok(rep)
     }
