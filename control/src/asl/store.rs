@@ -183,7 +183,7 @@ struct OpenBlock {
 }
 
 struct Writer {
-    _lock: File,
+    lock: File,
     log: File,
     opts: StoreOptions,
     open: Option<OpenBlock>,
@@ -239,7 +239,8 @@ fn identity() -> Identity {
     }
 }
 
-fn superblock(created_ns: u64, id: &Identity) -> [u8; 64] {
+/// The 64 superblock bytes (`specs/asl.md` §3).
+pub fn superblock(created_ns: u64, id: &Identity) -> [u8; 64] {
     let mut b = [0u8; 64];
     b[0..8].copy_from_slice(&SUPER_MAGIC);
     b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -330,7 +331,7 @@ impl Store {
         let durable = s.state.last_logseq;
         let open = s.recover_blocks()?;
         s.writer = Some(Writer {
-            _lock: lock,
+            lock,
             log,
             opts,
             open,
@@ -493,6 +494,11 @@ impl Store {
         };
         let data_len = self.state.blocks[&id].data_len;
         let p = bdir.join(block::file_name(id));
+        if p.exists() {
+            // A crash between sealing the file and logging SEAL left it read-only.
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
+                .map_err(self.io("chmod", &p))?;
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -1169,7 +1175,10 @@ impl Store {
         let bytes = index::encode(&self.state);
         let tmp = self.dir.join("index.tmp");
         let p = self.dir.join(INDEX);
-        fs::write(&tmp, bytes).map_err(self.io("write", &tmp))?;
+        if let Err(e) = fs::write(&tmp, bytes) {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io("write", &tmp)(e));
+        }
         fs::rename(&tmp, &p).map_err(self.io("rename", &p))
     }
 
@@ -1270,8 +1279,10 @@ impl Store {
         }
         self.check_blocks(&rebuilt, &mut rep);
         if rewrite && self.writer.is_some() && rebuilt == self.state {
-            self.write_index()?;
-            rep.notes.push("index file rewritten".into());
+            match self.write_index() {
+                Ok(()) => rep.notes.push("index file rewritten".into()),
+                Err(e) => rep.notes.push(format!("index file not rewritten: {e}")),
+            }
         }
         Ok(rep)
     }
@@ -1412,6 +1423,12 @@ impl Drop for Store {
         if self.writer.as_ref().is_some_and(|w| w.poisoned.is_none()) {
             let _ = self.commit(true);
         }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        sys::unlock(&self.lock);
     }
 }
 

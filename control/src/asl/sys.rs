@@ -21,6 +21,13 @@ pub fn try_lock_exclusive(f: &File) -> io::Result<bool> {
     }
 }
 
+/// Releases a `flock` held through `f`'s open file description, also for copies
+/// of it that a concurrently forked child still holds until its exec.
+pub fn unlock(f: &File) {
+    // SAFETY: as in `try_lock_exclusive`; unlocking an unlocked fd is harmless.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+}
+
 /// The real user id of this process.
 pub fn uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
