@@ -212,3 +212,55 @@ fn netns_that_pfs_did_not_make_is_refused() {
         }
     }
 }
+
+#[test]
+fn xdp_counter_and_barrier_wait_in_a_lab() {
+    if !require_root("xdp_counter_and_barrier_wait_in_a_lab") {
+        return;
+    }
+    let name = unique_lab_name('x');
+    let _down = Down(name.clone());
+    let lab = Lab::up(&name).unwrap();
+    let lref = LabRef::open(&name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // XDP counts 'H'-first packets on side b and passes them on, so the nftables
+    // counter behind it sees them too; 'x'-first packets match neither.
+    let src = format!(
+        r#"[
+ {{"op":"xdp.counter","name":"xrx","port":9999,"side":"b","byte":{{"offset":0,"value":72}}}},
+ {{"op":"fw.counter","name":"frx","port":9999,"side":"b","byte":{{"offset":0,"value":72}}}},
+ {{"op":"pkt.send","target":"udp://{b}:9999","payload":"Hello","meta":{{"count":3000,"pps":30000}}}},
+ {{"op":"pkt.send","target":"udp://{b}:9999","payload":"xyz","meta":{{"count":100}}}},
+ {{"op":"barrier.wait","predicate":{{"kind":"counter","name":"xrx","cmp":"==","value":3000}},"timeout_ms":5000}},
+ {{"op":"barrier.wait","predicate":{{"kind":"counter","name":"frx","cmp":"==","value":3000}},"timeout_ms":5000}}
+]"#,
+        b = lab.addr_b()
+    );
+    let p = Program::parse(src.as_bytes()).unwrap();
+    let rep = run(&p, src.as_bytes(), &opts(dir.path(), &lref)).unwrap();
+    let reasons: Vec<_> = rep
+        .planfile
+        .steps
+        .iter()
+        .map(|s| (s.outcome, s.reason.clone()))
+        .collect();
+    assert_eq!(rep.planfile.status, RunStatus::Ok, "{reasons:?}");
+    assert_eq!(rep.planfile.steps[0].backend, "xdp");
+    // The program is detached after the run: no XDP on the veth.
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.ns_b(),
+            "ip",
+            "-d",
+            "link",
+            "show",
+            "dev",
+            lab.veth_b(),
+        ])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&o.stdout);
+    assert!(!link.contains("prog/xdp"), "{link}");
+}

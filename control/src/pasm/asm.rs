@@ -270,6 +270,20 @@ pub fn disasm_step(step: &Step) -> String {
             }
             s
         }
+        Step::XdpCounter {
+            name,
+            port,
+            side,
+            byte,
+            action,
+        } => {
+            let mut s = format!("xdp {} port={port} side={}", word(name), side.as_str());
+            if let Some(b) = byte {
+                s.push_str(&format!(" byte={}:{}", b.offset, b.value));
+            }
+            s.push_str(&format!(" action={}", action.as_str()));
+            s
+        }
     }
 }
 
@@ -339,7 +353,9 @@ fn no_dup(kv: &[(&str, &Tok)]) -> Result<(), String> {
 /// One line's step as JSON (not yet checked by the program parser).
 fn asm_line(toks: &[Tok]) -> Result<Value, String> {
     let (Some(Tok::Word(mnemonic)), rest) = (toks.first(), toks.get(1..).unwrap_or(&[])) else {
-        return Err("a line starts with a mnemonic (set, send, log, sleep, wait, counter)".into());
+        return Err(
+            "a line starts with a mnemonic (set, send, log, sleep, wait, counter, xdp)".into(),
+        );
     };
     let (pos, kv) = split(rest)?;
     no_dup(&kv)?;
@@ -437,15 +453,27 @@ fn asm_line(toks: &[Tok]) -> Result<Value, String> {
                 _ => Err("expected `wait kv ...` or `wait counter ...`".into()),
             }
         }
-        "counter" => {
-            exact(
-                &pos,
-                1,
-                "counter NAME port=P [side=a|b] [byte=OFFSET:VALUE]",
-            )?;
-            let mut step = json!({"op":"fw.counter","name":text(Some(pos[0]),"NAME")?});
+        "counter" | "xdp" => {
+            let (op, usage, known) = if mnemonic == "counter" {
+                (
+                    "fw.counter",
+                    "counter NAME port=P [side=a|b] [byte=OFFSET:VALUE]",
+                    "port, side, byte",
+                )
+            } else {
+                (
+                    "xdp.counter",
+                    "xdp NAME port=P [side=a|b] [byte=OFFSET:VALUE] [action=pass|drop]",
+                    "port, side, byte, action",
+                )
+            };
+            exact(&pos, 1, usage)?;
+            let mut step = json!({"op":op,"name":text(Some(pos[0]),"NAME")?});
             for (k, v) in &kv {
                 match *k {
+                    "action" if op == "xdp.counter" => {
+                        step["action"] = json!(text(Some(v), "action")?);
+                    }
                     "port" => step["port"] = json!(int(v, "port")?),
                     "side" => step["side"] = json!(text(Some(v), "side")?),
                     "byte" => {
@@ -461,13 +489,13 @@ fn asm_line(toks: &[Tok]) -> Result<Value, String> {
                             .map_err(|_| format!("byte={t}: {b:?} is not a value 0..=255"))?;
                         step["byte"] = json!({"offset":o,"value":b});
                     }
-                    other => return Err(unknown(other, "port, side, byte")),
+                    other => return Err(unknown(other, known)),
                 }
             }
             Ok(step)
         }
         other => Err(format!(
-            "unknown mnemonic {other:?} (known: set, send, log, sleep, wait, counter)"
+            "unknown mnemonic {other:?} (known: set, send, log, sleep, wait, counter, xdp)"
         )),
     }
 }
@@ -496,7 +524,7 @@ pub fn asm(text: &str) -> Result<Program, PasmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pasm::program::{ByteMatch, Cmp, Meta, Side, Target};
+    use crate::pasm::program::{ByteMatch, Cmp, Meta, Side, Target, XdpAction};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -656,16 +684,43 @@ mod tests {
                     side: if a { Side::A } else { Side::B },
                     byte: byte.map(|(offset, value)| ByteMatch { offset, value })
                 }),
+            (
+                name,
+                1u16..,
+                any::<bool>(),
+                proptest::option::of((0u16..=1471, any::<u8>())),
+                any::<bool>()
+            )
+                .prop_map(|(name, port, a, byte, drop)| Step::XdpCounter {
+                    name,
+                    port,
+                    side: if a { Side::A } else { Side::B },
+                    byte: byte.map(|(offset, value)| ByteMatch { offset, value }),
+                    action: if drop {
+                        XdpAction::Drop
+                    } else {
+                        XdpAction::Pass
+                    }
+                }),
         ]
     }
 
     proptest! {
         #[test]
         fn disasm_asm_round_trip(steps in proptest::collection::vec(any_step(), 0..12)) {
-            // fw.counter names must be unique: keep the first of each.
+            // Counter names must be unique, and one xdp.counter per side.
             let mut seen = std::collections::HashSet::new();
+            let mut sides = Vec::new();
             let steps: Vec<Step> = steps.into_iter().filter(|s| match s {
                 Step::FwCounter { name, .. } => seen.insert(name.clone()),
+                Step::XdpCounter { name, side, .. } => {
+                    if sides.contains(side) || !seen.insert(name.clone()) {
+                        false
+                    } else {
+                        sides.push(*side);
+                        true
+                    }
+                }
                 _ => true,
             }).collect();
             let p = Program { steps };

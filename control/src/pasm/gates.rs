@@ -47,6 +47,9 @@ pub enum Backend {
     /// nftables inside a lab namespace (`ip netns exec NS nft`).
     #[serde(rename = "nftables")]
     Nftables,
+    /// The XDP `count` program on a lab veth (`pfs-ebpf`).
+    #[serde(rename = "xdp")]
+    Xdp,
 }
 
 impl Backend {
@@ -60,6 +63,7 @@ impl Backend {
             Backend::Clock => "clock",
             Backend::Poll => "poll",
             Backend::Nftables => "nftables",
+            Backend::Xdp => "xdp",
         }
     }
 
@@ -79,6 +83,7 @@ impl Backend {
             Step::Sleep { .. } => Backend::Clock,
             Step::Wait { .. } => Backend::Poll,
             Step::FwCounter { .. } => Backend::Nftables,
+            Step::XdpCounter { .. } => Backend::Xdp,
         }
     }
 }
@@ -234,6 +239,13 @@ impl Gates {
                     Verdict::Allow
                 }
             }
+            Step::XdpCounter { .. } => {
+                if self.lab.is_none() {
+                    refuse("op", how_to_enable("xdp.counter (XDP)"))
+                } else {
+                    Verdict::Allow
+                }
+            }
             Step::PktSend {
                 target,
                 payload,
@@ -377,7 +389,8 @@ mod tests {
  {"op":"pkt.send","target":"udp://127.0.0.1:9","payload":"x","meta":{"pps":2000001}},
  {"op":"pkt.send","target":"udp://127.0.0.1:9","payload":"x","meta":{"count":61,"pps":1}},
  {"op":"barrier.sleep","ms":10000},
- {"op":"pkt.send","target":"udp://127.9.9.9:9","payload":"x","meta":{"count":60,"pps":1}}
+ {"op":"pkt.send","target":"udp://127.9.9.9:9","payload":"x","meta":{"count":60,"pps":1}},
+ {"op":"xdp.counter","name":"x","port":1}
 ]"#,
             &g,
         );
@@ -392,6 +405,7 @@ mod tests {
         refused(&v[8], "/8/meta/pps", "take 61000 ms");
         assert_eq!(v[9], Verdict::Allow);
         assert_eq!(v[10], Verdict::Allow);
+        refused(&v[11], "/11/op", "xdp.counter (XDP) needs a lab");
         let big = format!(
             r#"[{{"op":"pkt.send","target":"udp://127.0.0.1:9","payload":"{}"}}]"#,
             "a".repeat(MAX_UDP_PAYLOAD + 1)

@@ -94,6 +94,42 @@ pub enum Step {
         #[serde(skip_serializing_if = "Option::is_none")]
         byte: Option<ByteMatch>,
     },
+    /// Attach the XDP `count` program with one rule to a lab veth (needs `--netns`).
+    #[serde(rename = "xdp.counter")]
+    XdpCounter {
+        /// Counter name, as for `fw.counter`.
+        name: String,
+        /// UDP destination port matched.
+        port: u16,
+        /// Lab side whose veth the program is attached to.
+        side: Side,
+        /// Optional payload byte to match as well.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        byte: Option<ByteMatch>,
+        /// What happens to matching packets.
+        action: XdpAction,
+    },
+}
+
+/// What the XDP counter does with a matching packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpAction {
+    /// Count and pass it on (the default).
+    #[default]
+    Pass,
+    /// Count and drop it.
+    Drop,
+}
+
+impl XdpAction {
+    /// `pass` or `drop`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpAction::Pass => "pass",
+            XdpAction::Drop => "drop",
+        }
+    }
 }
 
 /// Where `pkt.send` sends.
@@ -311,6 +347,7 @@ impl Step {
             Step::Sleep { .. } => "barrier.sleep",
             Step::Wait { .. } => "barrier.wait",
             Step::FwCounter { .. } => "fw.counter",
+            Step::XdpCounter { .. } => "xdp.counter",
         }
     }
 }
@@ -506,15 +543,29 @@ impl Program {
     /// Counter names: declared once, and declared before a wait uses them.
     fn check_refs(&self) -> Result<(), PasmError> {
         let mut declared: HashSet<&str> = HashSet::new();
+        let mut xdp_sides: Vec<Side> = Vec::new();
         for (i, s) in self.steps.iter().enumerate() {
             match s {
-                Step::FwCounter { name, .. } if !declared.insert(name) => {
+                Step::FwCounter { name, .. } | Step::XdpCounter { name, .. }
+                    if !declared.insert(name) =>
+                {
                     return Err(PasmError::Step {
                         step: i,
                         pointer: format!("/{i}/name"),
                         msg: format!("counter {name:?} is already declared"),
                     });
                 }
+                Step::XdpCounter { side, .. } if xdp_sides.contains(side) => {
+                    return Err(PasmError::Step {
+                        step: i,
+                        pointer: format!("/{i}/side"),
+                        msg: format!(
+                            "side {} already has an xdp.counter (one XDP program per interface)",
+                            side.as_str()
+                        ),
+                    });
+                }
+                Step::XdpCounter { side, .. } => xdp_sides.push(*side),
                 Step::Wait {
                     predicate: Predicate::Counter { name, .. },
                     ..
@@ -691,7 +742,7 @@ fn parse_step(i: usize, v: &Value) -> Result<Step, PasmError> {
                 timeout_ms: f.uint("timeout_ms", 0, u64::MAX)?,
             }
         }
-        "fw.counter" => {
+        "fw.counter" | "xdp.counter" => {
             let name = f.string("name")?;
             if !counter_name_ok(&name) {
                 return Err(f.err(
@@ -722,11 +773,34 @@ fn parse_step(i: usize, v: &Value) -> Result<Step, PasmError> {
                     Some(m)
                 }
             };
-            Step::FwCounter {
-                name,
-                port,
-                side,
-                byte,
+            if op == "fw.counter" {
+                Step::FwCounter {
+                    name,
+                    port,
+                    side,
+                    byte,
+                }
+            } else {
+                let action = match f.opt("action") {
+                    None => XdpAction::Pass,
+                    Some(a) => match f.as_string("action", a)?.as_str() {
+                        "pass" => XdpAction::Pass,
+                        "drop" => XdpAction::Drop,
+                        other => {
+                            return Err(f.err(
+                                "action",
+                                format!("{other:?}: expected \"pass\" or \"drop\""),
+                            ));
+                        }
+                    },
+                };
+                Step::XdpCounter {
+                    name,
+                    port,
+                    side,
+                    byte,
+                    action,
+                }
             }
         }
         other => {
@@ -734,7 +808,7 @@ fn parse_step(i: usize, v: &Value) -> Result<Step, PasmError> {
                 "op",
                 format!(
                     "unknown op {other:?} (known: state.set, pkt.send, log.info, barrier.sleep, \
-                     barrier.wait, fw.counter)"
+                     barrier.wait, fw.counter, xdp.counter)"
                 ),
             ));
         }
@@ -772,7 +846,9 @@ mod tests {
  {"op":"barrier.sleep","ms":5},
  {"op":"fw.counter","name":"rx","port":9999,"side":"a","byte":{"offset":0,"value":72}},
  {"op":"barrier.wait","predicate":{"kind":"counter","name":"rx","cmp":">=","value":3},"timeout_ms":100},
- {"op":"barrier.wait","predicate":{"kind":"kv","scope":"s","key":"k","equals":"v"},"timeout_ms":0}
+ {"op":"barrier.wait","predicate":{"kind":"kv","scope":"s","key":"k","equals":"v"},"timeout_ms":0},
+ {"op":"xdp.counter","name":"x","port":7,"side":"a","byte":{"offset":2,"value":1},"action":"drop"},
+ {"op":"barrier.wait","predicate":{"kind":"counter","name":"x","cmp":"==","value":0},"timeout_ms":0}
 ]"#;
         let p = Program::parse(src.as_bytes()).unwrap();
         let ops: Vec<_> = p.steps.iter().map(Step::op).collect();
@@ -785,6 +861,8 @@ mod tests {
                 "barrier.sleep",
                 "fw.counter",
                 "barrier.wait",
+                "barrier.wait",
+                "xdp.counter",
                 "barrier.wait"
             ]
         );
@@ -820,6 +898,22 @@ mod tests {
             e.contains("/0/predicate/name") && e.contains("not declared"),
             "{e}"
         );
+        let e = err(
+            r#"[{"op":"xdp.counter","name":"a","port":1},{"op":"xdp.counter","name":"b","port":2}]"#,
+        );
+        assert!(
+            e.contains("/1/side") && e.contains("one XDP program"),
+            "{e}"
+        );
+        let e = err(
+            r#"[{"op":"xdp.counter","name":"a","port":1},{"op":"fw.counter","name":"a","port":2}]"#,
+        );
+        assert!(
+            e.contains("/1/name") && e.contains("already declared"),
+            "{e}"
+        );
+        let e = err(r#"[{"op":"xdp.counter","name":"a","port":1,"action":"tx"}]"#);
+        assert!(e.contains("/0/action"), "{e}");
         let e = err(r#"[{"op":"log.info","message":"m","fields":{"f":1.5}}]"#);
         assert!(e.contains("/0/fields/f"), "{e}");
         assert!(err(r#"{"op":"x"}"#).contains("JSON array"));

@@ -19,7 +19,8 @@ use super::gates::{Backend, Gates, GatesRecord, Verdict};
 use super::lab::LabRef;
 use super::nft::NftSession;
 use super::program::{
-    COUNTER_SENT_BYTES, COUNTER_SENT_PACKETS, Predicate, Program, Step, Target, payload_bytes,
+    COUNTER_SENT_BYTES, COUNTER_SENT_PACKETS, Predicate, Program, Side, Step, Target, XdpAction,
+    payload_bytes,
 };
 use super::raw::RawSocket;
 use super::stamp;
@@ -361,6 +362,7 @@ enum CounterSource {
     SentPackets,
     SentBytes,
     Nft { ns: String, table: String },
+    Xdp(usize),
 }
 
 /// Runs `f` on a thread inside namespace `ns` (or on this thread when `None`).
@@ -387,6 +389,7 @@ struct Engine<'a> {
     sent_packets: u64,
     sent_bytes: u64,
     nft: NftSession,
+    xdp: Vec<pfs_ebpf::Counter>,
     lab: Option<&'a LabRef>,
     interrupt: Option<&'static AtomicBool>,
     echo_logs: bool,
@@ -407,6 +410,10 @@ impl Engine<'_> {
             Some(CounterSource::Nft { ns, table }) => NftSession::read(ns, table, name)
                 .map(|(p, _)| p)
                 .map_err(|e| e.to_string()),
+            Some(CounterSource::Xdp(i)) => self.xdp[*i]
+                .read()
+                .map_err(|e| format!("reading XDP counter {name:?}: {e}"))
+                .map(|v| v.first().map_or(0, |r| r.packets)),
             None => Err(format!("counter {name:?} is not declared")),
         }
     }
@@ -519,6 +526,47 @@ impl Engine<'_> {
                 );
                 Ok(plain(
                     json!({"name":name,"netns":ns,"table":format!("inet {table}"),"port":port,"byte":byte}),
+                ))
+            }
+            Step::XdpCounter {
+                name,
+                port,
+                side,
+                byte,
+                action,
+            } => {
+                let lab = self.lab.ok_or("xdp.counter needs --netns")?;
+                let ns = lab.ns(*side).to_string();
+                let ifname = match side {
+                    Side::A => lab.veth_a.clone(),
+                    Side::B => lab.veth_b.clone(),
+                };
+                let rule = pfs_ebpf::CountRule {
+                    dport: *port,
+                    byte: byte.map(|b| (b.offset, b.value)),
+                };
+                let act = match action {
+                    XdpAction::Pass => pfs_ebpf::Action::Pass,
+                    XdpAction::Drop => pfs_ebpf::Action::Drop,
+                };
+                // Attach from this thread inside the veth's namespace, then return.
+                let c = pfs_dataplane::netns::with_netns(&ns, || {
+                    pfs_ebpf::Counter::attach(
+                        &ifname,
+                        pfs_ebpf::ModeRequest::NativeOrGeneric,
+                        &[rule],
+                        act,
+                    )
+                })
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("attaching XDP count on {ifname} in {ns}: {e}"))?;
+                let mode = c.mode().to_string();
+                self.xdp.push(c);
+                self.counters
+                    .insert(name.clone(), CounterSource::Xdp(self.xdp.len() - 1));
+                Ok(plain(
+                    json!({"name":name,"netns":ns,"ifname":ifname,"mode":mode,
+                    "port":port,"byte":byte,"action":action}),
                 ))
             }
             Step::PktSend {
@@ -663,6 +711,7 @@ pub fn run(program: &Program, source: &[u8], opts: &RunOptions) -> Result<RunRep
         sent_packets: 0,
         sent_bytes: 0,
         nft: NftSession::new(),
+        xdp: Vec::new(),
         lab: gates.lab.as_ref(),
         interrupt: opts.interrupt,
         echo_logs: opts.echo_logs,
@@ -727,6 +776,8 @@ pub fn run(program: &Program, source: &[u8], opts: &RunOptions) -> Result<RunRep
         }
     }
     let nft_errs = engine.nft.close();
+    // Dropping the counters detaches their XDP programs.
+    engine.xdp.clear();
     let ended_us = stamp::unix_us(SystemTime::now()).max(started_us);
     planfile.status = status;
     planfile.ended = Some(stamp::rfc3339(ended_us));
