@@ -952,4 +952,24 @@ mod tests {
             Err(PasmError::TooManySteps { .. })
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_on_bytes(b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = Program::parse(&b);
+        }
+
+        #[test]
+        fn parse_never_panics_on_mutated_programs(pos in 0usize..400, byte in proptest::num::u8::ANY, cut in 0usize..400) {
+            let src = br#"[{"op":"state.set","scope":"kv:/demo","key":"hello","value":"world"},
+  {"op":"pkt.send","target":"udp://127.0.0.1:9999","payload":"Hello","meta":{"ttl":64,"count":3,"pps":10}},
+  {"op":"fw.counter","name":"rx","port":9,"byte":{"offset":0,"value":72}},
+  {"op":"barrier.wait","predicate":{"kind":"counter","name":"rx","cmp":">=","value":1},"timeout_ms":5}]"#;
+            let mut b = src.to_vec();
+            let i = pos % b.len();
+            b[i] = byte;
+            b.truncate(cut.max(i + 1));
+            let _ = Program::parse(&b);
+        }
+    }
 }
