@@ -142,3 +142,55 @@ fn asm_and_disasm_round_trip() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("line 2"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn ctrl_c_still_writes_the_planfile() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("slow.pasm"),
+        r#"[{"op":"state.set","scope":"s","key":"k","value":"v"},
+            {"op":"barrier.sleep","ms":10000},
+            {"op":"log.info","message":"never"}]"#,
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pfs"))
+        .args(["pasm", "run", "slow.pasm", "--no-record"])
+        .current_dir(d.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run has started (its event log exists), then SIGINT it.
+    let logs = d.path().join("logs");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_dir(&logs).map_or(true, |mut r| r.next().is_none()) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let plan = std::fs::read_dir(d.path().join("plans"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let pf: serde_json::Value = serde_json::from_slice(&std::fs::read(plan).unwrap()).unwrap();
+    assert_eq!(pf["status"], "interrupted");
+    let outcomes: Vec<_> = pf["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcomes, ["ok", "error", "not_run"]);
+}

@@ -205,7 +205,6 @@ fn interrupted_run_writes_its_planfile() {
         [Outcome::Ok, Outcome::Error, Outcome::NotRun]
     );
     assert_eq!(rep.planfile.steps[1].reason.as_deref(), Some("interrupted"));
-    assert!(rep.planfile.steps[1].duration_us < 5_000_000);
     let ev = check_files(&rep);
     assert_eq!(ev.last().unwrap()["status"], "interrupted");
     let on_disk: Value =
