@@ -13,6 +13,21 @@ use super::runner::{self, Outcome, RunOptions, RunStatus};
 use super::{PasmError, record, signal};
 use crate::usage::bad;
 
+/// Writes to stdout; a closed pipe (`pfs pasm plan F | head`) is not an error
+/// and never a panic.
+fn say(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(args);
+}
+
+macro_rules! out {
+    ($($t:tt)*) => { say(format_args!($($t)*)) };
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { say(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 /// `pfs pasm` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum PasmCommand {
@@ -152,17 +167,17 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
             let g = gates(a.netns.as_deref())?;
             let plan = Plan::new(&p, &g);
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
+                outln!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
                 let rec = g.record(false);
-                println!(
+                outln!(
                     "plan {}: {} steps, blake3 {}, {} refused",
                     a.file.display(),
                     p.steps.len(),
                     blake3::hash(&bytes).to_hex(),
                     plan.refused
                 );
-                println!(
+                outln!(
                     "gates: udp to {}; sleep <= {} ms; wait <= {} ms; real backends {}",
                     rec.udp_allow.join(", "),
                     rec.max_sleep_ms,
@@ -172,7 +187,7 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
                         None => "off (enable with --netns NAME)".into(),
                     }
                 );
-                print!("{}", plan.render());
+                out!("{}", plan.render());
             }
             Ok(())
         }
@@ -193,7 +208,7 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
             let n = |o: Outcome| pf.steps.iter().filter(|s| s.outcome == o).count();
             let status = serde_json::to_value(pf.status)?;
             let status = status.as_str().unwrap_or("?");
-            println!(
+            outln!(
                 "run {}: {status}: {} ok, {} error, {} refused, {} not_run",
                 pf.run_id,
                 n(Outcome::Ok),
@@ -201,12 +216,12 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
                 n(Outcome::Refused),
                 n(Outcome::NotRun)
             );
-            println!("planfile: {}", rep.planfile_path.display());
-            println!("event log: {}", rep.event_log_path.display());
+            outln!("planfile: {}", rep.planfile_path.display());
+            outln!("event log: {}", rep.event_log_path.display());
             if !a.no_record {
                 let dir = store_dir(&a.store)?;
                 let (key, _) = record::record(&dir, &rep, &bytes).map_err(lift)?;
-                println!("recorded: run manifest {key} in {}", dir.display());
+                outln!("recorded: run manifest {key} in {}", dir.display());
             }
             match pf.status {
                 RunStatus::Ok => Ok(()),
@@ -232,12 +247,15 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
         PasmCommand::Runs(a) => {
             let dir = store_dir(a)?;
             let runs = record::runs(&dir).map_err(lift)?;
-            println!(
+            outln!(
                 "{:<24} {:<11} {:>7} {:>7}  program",
-                "run", "status", "steps", "ok"
+                "run",
+                "status",
+                "steps",
+                "ok"
             );
             for (_, m) in runs {
-                println!(
+                outln!(
                     "{:<24} {:<11} {:>7} {:>7}  {}",
                     m.run_id,
                     m.status,
@@ -251,10 +269,10 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
         PasmCommand::Show(a) => {
             let dir = store_dir(&a.store)?;
             let (m, plan, events) = record::show(&dir, &a.run).map_err(lift)?;
-            println!("{}", serde_json::to_string_pretty(&m)?);
-            print!("{}", String::from_utf8_lossy(&plan));
+            outln!("{}", serde_json::to_string_pretty(&m)?);
+            out!("{}", String::from_utf8_lossy(&plan));
             if a.events {
-                print!("{}", String::from_utf8_lossy(&events));
+                out!("{}", String::from_utf8_lossy(&events));
             }
             Ok(())
         }
@@ -280,7 +298,7 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
                 Some(o) => {
                     std::fs::write(o, out).with_context(|| format!("writing {}", o.display()))?
                 }
-                None => print!("{out}"),
+                None => out!("{out}"),
             }
             Ok(())
         }

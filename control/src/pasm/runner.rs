@@ -452,7 +452,8 @@ impl Engine<'_> {
                             serde_json::to_string(v).unwrap_or_default()
                         ));
                     }
-                    println!("{line}");
+                    // A closed stdout must not stop (or panic) the run.
+                    let _ = writeln!(std::io::stdout().lock(), "{line}");
                 }
                 Ok(plain(json!({"message":message,"fields":fields})))
             }
