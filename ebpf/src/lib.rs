@@ -139,3 +139,26 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    fn send_and_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_move_between_threads() {
+        send_and_sync::<crate::Counter>();
+        send_and_sync::<crate::Redirect>();
+        send_and_sync::<crate::EbpfError>();
+    }
+
+    #[test]
+    fn embedded_objects_are_bpf_elf() {
+        for obj in [crate::COUNT_OBJ, crate::REDIRECT_OBJ] {
+            assert_eq!(&obj[..4], b"\x7fELF");
+            assert_eq!(obj[4], 2, "ELF64");
+            // e_machine EM_BPF = 247, little-endian.
+            assert_eq!(u16::from_le_bytes([obj[18], obj[19]]), 247);
+            assert_eq!(obj.as_ptr() as usize % 8, 0, "8-byte aligned");
+        }
+    }
+}

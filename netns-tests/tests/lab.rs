@@ -6,10 +6,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pfs_control::lab::{self, Lab, LabError, UpOutcome};
+use pfs_dataplane::netns::with_netns;
+use pfs_ebpf::{Action, CountRule, Counter, ModeRequest};
 use pfs_netns_tests::{require_root, unique_lab_name};
 
 /// Env var that turns [`zz_child_process_entry`] into a `Lab::up` of that name.
 const CHILD_ENV: &str = "PFS_NETNS_TEST_CHILD_LAB";
+/// Env var that turns [`zz_child_process_entry`] into a process that attaches
+/// `pfs_count` to lab NAME's veth b and then waits to be killed.
+const CHILD_XDP_ENV: &str = "PFS_NETNS_TEST_CHILD_XDP";
 
 /// Removes the lab on every exit path.
 struct Down(String);
@@ -166,34 +171,81 @@ fn namespaces_not_made_by_pfs_are_refused_and_left_alone() {
 /// Runs `Lab::up(name)` in a child process (this test binary, re-executed) that
 /// stalls after `step`; SIGKILLs it there. Returns once the child is reaped.
 fn kill_up_after(name: &str, step: &str) {
-    let mut child = Command::new("/proc/self/exe")
-        .args([
-            "--exact",
-            "zz_child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, name)
-        .env(lab::STALL_ENV, step)
+    let line = kill_child_after(
+        &[(CHILD_ENV, name), (lab::STALL_ENV, step)],
+        "pfs-lab-stall:",
+    );
+    assert_eq!(line, format!("pfs-lab-stall: {step}"));
+}
+
+/// Re-executes this test binary as [`zz_child_process_entry`] with `envs`, waits
+/// (at most 20 s) for a stderr line starting with `marker`, SIGKILLs and reaps it,
+/// and returns that line.
+fn kill_child_after(envs: &[(&str, &str)], marker: &str) -> String {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.args([
+        "--exact",
+        "zz_child_process_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .env_remove("PFS_REQUIRE_PRIVILEGED")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let marker = marker.to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with("pfs-lab-stall:") {
+            if line.starts_with(&marker) {
                 let _ = tx.send(line);
             }
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let got = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    let got = rx.recv_timeout(Duration::from_secs(20));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert_eq!(got.unwrap(), format!("pfs-lab-stall: {step}"));
+    got.expect("the child reached its marker line")
+}
+
+/// `ip -j link` of `dev` in `ns` has an XDP program attached.
+fn has_xdp(ns: &str, dev: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-j", "-n", ns, "link", "show", "dev", dev])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0].get("xdp").is_some()
+}
+
+#[test]
+fn a_sigkilled_xdp_loader_leaves_no_program_and_down_leaves_nothing() {
+    if !require_root("a_sigkilled_xdp_loader_leaves_no_program_and_down_leaves_nothing") {
+        return;
+    }
+    let name = unique_lab_name('x');
+    let _down = Down(name.clone());
+    let lab = Lab::up(&name).unwrap();
+    let line = kill_child_after(&[(CHILD_XDP_ENV, &name)], "pfs-xdp-attached:");
+    let id: u32 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(id > 0);
+    // The kernel closes the killed loader's bpf_link: the program detaches.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while has_xdp(lab.ns_b(), lab.veth_b()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !has_xdp(lab.ns_b(), lab.veth_b()),
+        "program {id} still attached"
+    );
+    Lab::down(&name).unwrap();
+    assert_eq!(link_exists_anywhere(&name), Vec::<String>::new());
 }
 
 #[test]
@@ -237,4 +289,56 @@ fn zz_child_process_entry() {
         let r = Lab::up(&name);
         eprintln!("child up returned: {r:?}");
     }
+    if let Ok(name) = std::env::var(CHILD_XDP_ENV) {
+        let lab = Lab::open(&name).unwrap();
+        let rules = [CountRule {
+            dport: 1,
+            byte: None,
+        }];
+        let mut c = with_netns(lab.ns_b(), || {
+            Counter::attach(lab.veth_b(), ModeRequest::Native, &rules, Action::Pass)
+        })
+        .unwrap()
+        .unwrap();
+        eprintln!("pfs-xdp-attached: {}", c.prog_id().unwrap_or(0));
+        std::thread::sleep(Duration::from_secs(30));
+    }
+}
+
+#[test]
+fn down_deletes_pfs_nftables_tables_only() {
+    if !require_root("down_deletes_pfs_nftables_tables_only") {
+        return;
+    }
+    let name = unique_lab_name('t');
+    let _down = Down(name.clone());
+    let lab = Lab::up(&name).unwrap();
+    let nft = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", lab.ns_a(), "nft"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    nft(&["add", "table", "inet", "pfs_probe"]);
+    nft(&["add", "table", "ip", "pfsx"]);
+    nft(&["add", "table", "inet", "keepme"]);
+    let deleted = lab::remove_pfs_nft_tables(lab.ns_a());
+    let mut names: Vec<_> = deleted
+        .iter()
+        .map(|t| format!("{} {}", t.family, t.name))
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["inet pfs_probe", "ip pfsx"]);
+    let left = nft(&["list", "tables"]);
+    assert!(left.contains("keepme") && !left.contains("pfs"), "{left}");
+    nft(&["add", "table", "inet", "pfs_again"]);
+    Lab::down(&name).unwrap();
+    assert_eq!(link_exists_anywhere(&name), Vec::<String>::new());
 }

@@ -291,3 +291,57 @@ fn histogram_cost_per_packet_is_reported() {
         r.duration.as_nanos()
     );
 }
+
+#[test]
+fn spec_vectors_hold_in_the_kernel() {
+    if !require_root("spec_vectors_hold_in_the_kernel") {
+        return;
+    }
+    let spec = include_str!("../../specs/xdp.md");
+    let blocks = pfs_dataplane::specvec::blocks(spec, "xdp-vectors");
+    assert_eq!(blocks.len(), 1);
+    let rules = [
+        CountRule {
+            dport: 9000,
+            byte: None,
+        },
+        CountRule {
+            dport: 9000,
+            byte: Some((3, 0x42)),
+        },
+    ];
+    let mut n = 0;
+    for line in blocks[0].lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split(';').map(str::trim).collect();
+        assert_eq!(f.len(), 5, "{line}");
+        let frame = pfs_dataplane::specvec::unhex(f[1]).unwrap();
+        let action: u32 = f[2].parse().unwrap();
+        let hits: Vec<usize> = f[3]
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        // A fresh program per vector, so its counters hold this frame alone.
+        let mut c = Counter::load_unattached(&rules, Action::Drop).unwrap();
+        let r = c.test_run(&frame, 1).unwrap();
+        assert_eq!(r.action, action, "{}", f[0]);
+        let got = c.read().unwrap();
+        for (i, g) in got.iter().enumerate() {
+            let want = u64::from(hits.contains(&i));
+            assert_eq!(g.packets, want, "{}: rule {i}", f[0]);
+            assert_eq!(g.bytes, want * frame.len() as u64, "{}: rule {i}", f[0]);
+        }
+        let st = c.stats().unwrap();
+        let which = match f[4] {
+            "matched" => st.matched,
+            "stray" => st.stray,
+            "other" => st.other,
+            "short" => st.short,
+            s => panic!("unknown stat {s}"),
+        };
+        assert_eq!(which.packets, 1, "{}", f[0]);
+        let total = st.matched.packets + st.stray.packets + st.other.packets + st.short.packets;
+        assert_eq!(total, 1, "{}", f[0]);
+        n += 1;
+    }
+    assert_eq!(n, 6);
+}

@@ -351,6 +351,8 @@ impl Lab {
                 reason: format!("no state file {}", state::state_path(name).display()),
             });
         };
+        // Listing a namespace's interfaces (`ip -n`) enters it.
+        state::check_privileges()?;
         let lab = Lab::from_name(name);
         let mut namespaces = Vec::new();
         for ns in [&lab.names.ns_a, &lab.names.ns_b] {
@@ -567,7 +569,7 @@ impl Lab {
                     let _ = ip::ip(&["-n", ns, "link", "set", "dev", veth, mode, "off"]);
                 }
             }
-            remove_pfs_nft_tables(ns);
+            let _ = remove_pfs_nft_tables(ns);
             if ifaces.iter().any(|i| &i.ifname == veth) {
                 // Deleting one end deletes the pair, even if a process still holds
                 // the namespace open; this also detaches any XDP link.
@@ -601,18 +603,24 @@ impl Lab {
 }
 
 /// Deletes every nftables table whose name starts with `pfs` in namespace `ns`
-/// (best effort: without `nft` installed there is nothing to delete).
-fn remove_pfs_nft_tables(ns: &str) {
+/// and returns those it deleted (best effort: without `nft` installed there is
+/// nothing to delete).
+pub fn remove_pfs_nft_tables(ns: &str) -> Vec<ip::NftTable> {
     let Ok(json) = ip::ip(&["netns", "exec", ns, "nft", "-j", "list", "tables"]) else {
-        return;
+        return Vec::new();
     };
+    let mut deleted = Vec::new();
     for t in ip::parse_nft_tables(&json).unwrap_or_default() {
-        if t.name.starts_with("pfs") {
-            let _ = ip::ip(&[
+        if t.name.starts_with("pfs")
+            && ip::ip(&[
                 "netns", "exec", ns, "nft", "delete", "table", &t.family, &t.name,
-            ]);
+            ])
+            .is_ok()
+        {
+            deleted.push(t);
         }
     }
+    deleted
 }
 
 /// Test hook (spec §5.4): `PFS_LAB_STALL_AFTER=STEP` makes `up` print
