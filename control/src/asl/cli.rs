@@ -148,8 +148,7 @@ pub fn torture_bytes(seed: u64, i: u64, max_size: usize) -> Vec<u8> {
 /// Maps a store error to the CLI: bad input (exit 2) or a failure (exit 1).
 fn cli_err(e: AslError) -> anyhow::Error {
     let user = match &e {
-        AslError::Io { .. } => e.is_disk_full(),
-        AslError::Poisoned { .. } => false,
+        AslError::Io { .. } | AslError::Poisoned { .. } => e.is_disk_full(),
         _ => true,
     };
     if user { bad(e) } else { anyhow::Error::new(e) }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod index;
 pub mod record;
 pub mod store;
+mod syncer;
 mod sys;
 
 use std::fmt;
@@ -182,6 +183,8 @@ pub enum AslError {
         store: PathBuf,
         /// The first failure.
         cause: String,
+        /// Its errno, if it was a system call.
+        errno: Option<i32>,
     },
 }
 
@@ -205,7 +208,11 @@ impl AslError {
 
     /// Whether this is a write that failed because the file system is full.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, AslError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+        match self {
+            AslError::Io { source, .. } => source.raw_os_error() == Some(libc::ENOSPC),
+            AslError::Poisoned { errno, .. } => *errno == Some(libc::ENOSPC),
+            _ => false,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::block::{self, BlockHeader, BlockKind, BlockTrailer, HEADER_LEN, TRAILER_LEN};
 use super::index::{self, Bloom, Entry, State};
 use super::record::{self, Location, Record, RecordBody, RecordHeader};
+use super::syncer::{Batch, Syncer};
 use super::{ArtifactKey, AslError, sys};
 
 /// Superblock file name.
@@ -180,6 +181,35 @@ struct OpenBlock {
     file: File,
     data_len: u64,
     hasher: blake3::Hasher,
+    /// Group mode: data bytes not yet written to the file (they start at `flushed`).
+    buf: Vec<u8>,
+    flushed: u64,
+}
+
+impl OpenBlock {
+    /// Writes the buffered data to the file.
+    fn flush(&mut self, dir: &Path) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let p = dir.join(BLOCKS).join(block::file_name(self.id));
+        self.file
+            .write_all_at(&self.buf, HEADER_LEN + self.flushed)
+            .map_err(io_err(dir, "write", p))?;
+        self.flushed += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// The bytes at `loc` if they are still buffered.
+    fn buffered(&self, loc: &Location) -> Option<&[u8]> {
+        if loc.block_id != self.id || loc.offset < self.flushed {
+            return None;
+        }
+        let s = usize::try_from(loc.offset - self.flushed).ok()?;
+        self.buf
+            .get(s..s.checked_add(usize::try_from(loc.length).ok()?)?)
+    }
 }
 
 struct Writer {
@@ -198,7 +228,9 @@ struct Writer {
     written_len: u64,
     durable_logseq: u64,
     session_written: bool,
-    poisoned: Option<String>,
+    poisoned: Option<(String, Option<i32>)>,
+    /// Group mode: the background group committer.
+    syncer: Option<Syncer>,
 }
 
 /// A store handle: the writer (one per store, holding the lock) or a reader.
@@ -330,6 +362,16 @@ impl Store {
         let written_len = s.state.log_len;
         let durable = s.state.last_logseq;
         let open = s.recover_blocks()?;
+        let syncer = if opts.durability == Durability::Group {
+            let l2 = log.try_clone().map_err(io_err(dir, "dup", &log_path))?;
+            Some(Syncer::start(l2, dir.join(BLOCKS), durable).map_err(io_err(
+                dir,
+                "start syncer for",
+                &log_path,
+            ))?)
+        } else {
+            None
+        };
         s.writer = Some(Writer {
             lock,
             log,
@@ -345,6 +387,7 @@ impl Store {
             durable_logseq: durable,
             session_written: false,
             poisoned: None,
+            syncer,
         });
         Ok(s)
     }
@@ -535,6 +578,8 @@ impl Store {
             file,
             data_len,
             hasher,
+            buf: Vec::new(),
+            flushed: data_len,
         }))
     }
 
@@ -562,9 +607,13 @@ impl Store {
     /// Every record up to this logseq is on stable storage. For a reader: the last
     /// record it has read.
     pub fn durable_logseq(&self) -> u64 {
-        self.writer
-            .as_ref()
-            .map_or(self.state.last_logseq, |w| w.durable_logseq)
+        match &self.writer {
+            None => self.state.last_logseq,
+            Some(w) => match &w.syncer {
+                Some(sy) => sy.durable().unwrap_or(w.durable_logseq),
+                None => w.durable_logseq,
+            },
+        }
     }
 
     /// Whether this handle is the writer.
@@ -578,10 +627,16 @@ impl Store {
             store: dir.clone(),
             why: "opened as a reader",
         })?;
-        if let Some(cause) = &w.poisoned {
+        if w.poisoned.is_none()
+            && let Some(Err(e)) = w.syncer.as_ref().map(Syncer::durable)
+        {
+            w.poisoned = Some(e);
+        }
+        if let Some((cause, errno)) = &w.poisoned {
             return Err(AslError::Poisoned {
                 store: dir,
                 cause: cause.clone(),
+                errno: *errno,
             });
         }
         Ok(w)
@@ -591,11 +646,11 @@ impl Store {
     fn guarded<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
         self.writer()?;
         let r = f(self);
-        if let Err(e @ AslError::Io { .. }) = &r
+        if let Err(e @ AslError::Io { source, .. }) = &r
             && let Some(w) = self.writer.as_mut()
             && w.poisoned.is_none()
         {
-            w.poisoned = Some(e.to_string());
+            w.poisoned = Some((e.to_string(), source.raw_os_error()));
         }
         r
     }
@@ -633,10 +688,11 @@ impl Store {
             Durability::Fsync => self.commit(true),
             Durability::None => self.commit(false),
             Durability::Group => {
-                let due = w.pending_count >= w.opts.group_max
+                let due = w.syncer.as_ref().is_none_or(Syncer::idle)
+                    || w.pending_count >= w.opts.group_max
                     || w.pending_since
                         .is_some_and(|t| t.elapsed() >= w.opts.group_delay);
-                if due { self.commit(true) } else { Ok(()) }
+                if due { self.hand_over() } else { Ok(()) }
             }
         }
     }
@@ -646,6 +702,22 @@ impl Store {
     fn commit(&mut self, sync: bool) -> Result<()> {
         let dir = self.dir.clone();
         let last = self.state.last_logseq;
+        if self.writer()?.syncer.is_some() {
+            self.hand_over()?;
+            if sync {
+                let w = self.writer()?;
+                if let Some(sy) = &w.syncer {
+                    match sy.wait(last) {
+                        Ok(d) => w.durable_logseq = d,
+                        Err(e) => {
+                            w.poisoned = Some(e);
+                            self.writer()?;
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
         let w = self.writer()?;
         let bpath = || dir.join(BLOCKS);
         if sync {
@@ -683,6 +755,41 @@ impl Store {
                     .map_err(io_err(&dir, "sync", dir.join(LOG)))?;
             }
             w.durable_logseq = last;
+        }
+        Ok(())
+    }
+
+    /// Group mode: hands the pending records, and the block files they need synced
+    /// first, to the syncer.
+    fn hand_over(&mut self) -> Result<()> {
+        let dir = self.dir.clone();
+        let last = self.state.last_logseq;
+        let w = self.writer()?;
+        if w.pending.is_empty() {
+            return Ok(());
+        }
+        let mut files: Vec<File> = w.dirty.drain(..).collect();
+        if w.open_dirty
+            && let Some(ob) = &mut w.open
+        {
+            ob.flush(&dir)?;
+            let p = dir.join(BLOCKS).join(block::file_name(ob.id));
+            files.push(ob.file.try_clone().map_err(io_err(&dir, "dup", p))?);
+            w.open_dirty = false;
+        }
+        let records = std::mem::take(&mut w.pending);
+        let b = Batch {
+            offset: w.written_len,
+            last_logseq: last,
+            files,
+            sync_dir: std::mem::take(&mut w.dir_dirty),
+            records,
+        };
+        w.written_len += b.records.len() as u64;
+        w.pending_count = 0;
+        w.pending_since = None;
+        if let Some(sy) = &w.syncer {
+            sy.hand_over(b);
         }
         Ok(())
     }
@@ -818,6 +925,8 @@ impl Store {
                 file,
                 data_len: 0,
                 hasher: blake3::Hasher::new(),
+                buf: Vec::new(),
+                flushed: 0,
             });
         }
         let dir = self.dir.clone();
@@ -828,13 +937,18 @@ impl Store {
                 what: "writer state: no open block after creating one".into(),
             });
         };
-        ob.file
-            .write_all_at(bytes, HEADER_LEN + ob.data_len)
-            .map_err(io_err(
-                &dir,
-                "write",
-                dir.join(BLOCKS).join(block::file_name(ob.id)),
-            ))?;
+        if w.syncer.is_some() {
+            ob.buf.extend_from_slice(bytes);
+        } else {
+            ob.file
+                .write_all_at(bytes, HEADER_LEN + ob.data_len)
+                .map_err(io_err(
+                    &dir,
+                    "write",
+                    dir.join(BLOCKS).join(block::file_name(ob.id)),
+                ))?;
+            ob.flushed = ob.data_len + len;
+        }
         ob.hasher.update(bytes);
         let loc = Location {
             block_id: ob.id,
@@ -850,10 +964,11 @@ impl Store {
     fn seal_open(&mut self) -> Result<()> {
         let dir = self.dir.clone();
         let w = self.writer()?;
-        let Some(ob) = w.open.take() else {
+        let Some(mut ob) = w.open.take() else {
             return Ok(());
         };
         w.open_dirty = false;
+        ob.flush(&dir)?;
         let checksum = *ob.hasher.finalize().as_bytes();
         let p = dir.join(BLOCKS).join(block::file_name(ob.id));
         let t = BlockTrailer {
@@ -879,13 +994,8 @@ impl Store {
     fn put_large(&mut self, bytes: &[u8], type_tag: Option<u32>) -> Result<(ArtifactKey, u64)> {
         let (id, file) = self.new_block_file(BlockKind::Single)?;
         let p = self.dir.join(BLOCKS).join(block::file_name(id));
-        let (hash, wrote) = std::thread::scope(|sc| {
-            let h = sc.spawn(|| file.write_all_at(bytes, HEADER_LEN));
-            let hash = blake3::hash(bytes);
-            (hash, h.join())
-        });
+        let (hash, wrote) = hash_while_writing(&file, bytes);
         let key = ArtifactKey(*hash.as_bytes());
-        let wrote = wrote.unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")));
         if wrote.is_err() || self.state.entries.contains_key(&key) {
             drop(file);
             let _ = fs::remove_file(&p);
@@ -957,6 +1067,14 @@ impl Store {
     }
 
     fn read_checked(&self, key: &ArtifactKey, loc: &Location) -> Result<Vec<u8>> {
+        if let Some(b) = self
+            .writer
+            .as_ref()
+            .and_then(|w| w.open.as_ref())
+            .and_then(|o| o.buffered(loc))
+        {
+            return Ok(b.to_vec());
+        }
         let f = self.block_file(loc.block_id)?;
         let len = usize::try_from(loc.length).map_err(|_| AslError::Corrupt {
             store: self.dir.clone(),
@@ -1428,8 +1546,42 @@ impl Drop for Store {
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        // The syncer stops (finishing its queue) before another writer may start.
+        self.syncer.take();
         sys::unlock(&self.lock);
     }
+}
+
+/// Pipeline chunk for large artifacts: hashed on this thread, then written by
+/// another while the next one is hashed (the chunk is still in cache).
+const PIPE_CHUNK: usize = 1 << 20;
+
+fn hash_while_writing(file: &File, bytes: &[u8]) -> (blake3::Hash, std::io::Result<()>) {
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(8);
+        let writer = sc.spawn(move || -> std::io::Result<()> {
+            let mut res = Ok(());
+            for off in rx {
+                if res.is_ok() {
+                    let end = (off + PIPE_CHUNK).min(bytes.len());
+                    res = file.write_all_at(&bytes[off..end], HEADER_LEN + off as u64);
+                }
+            }
+            res
+        });
+        let mut h = blake3::Hasher::new();
+        for (i, chunk) in bytes.chunks(PIPE_CHUNK).enumerate() {
+            h.update(chunk);
+            if tx.send(i * PIPE_CHUNK).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let wrote = writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")));
+        (h.finalize(), wrote)
+    })
 }
 
 fn tag_str(t: Option<u32>) -> String {
