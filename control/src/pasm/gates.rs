@@ -426,10 +426,14 @@ mod tests {
  {"op":"pkt.send","target":"raw://pfsta","payload":"0000000000000000000000000000","encoding":"hex"},
  {"op":"pkt.send","target":"raw://eth0","payload":"0000000000000000000000000000","encoding":"hex"},
  {"op":"pkt.send","target":"raw://pfsta","payload":"00","encoding":"hex"},
- {"op":"fw.counter","name":"c","port":1}
+ {"op":"fw.counter","name":"c","port":1},
+ {"op":"pkt.send","target":"raw://pfstb","payload":"0000000000000000000000000000","encoding":"hex","meta":{"ttl":3}},
+ {"op":"pkt.send","target":"raw://pfstb","payload":"0000000000000000000000000000","encoding":"hex","meta":{"count":2,"pps":2000001}}
 ]"#,
             &g,
         );
+        refused(&v[6], "/6/meta/ttl", "udp:// targets only");
+        refused(&v[7], "/7/meta/pps", "over the cap");
         assert_eq!(v[0], Verdict::Allow);
         refused(&v[1], "/1/target", "outside the gate");
         assert_eq!(v[2], Verdict::Allow);
