@@ -495,7 +495,7 @@ impl Program {
             Ok(t) => t,
             Err(e) => {
                 let at = e.valid_up_to();
-                // SAFETY-free: `valid_up_to` marks a valid UTF-8 prefix.
+                // `valid_up_to` marks a valid UTF-8 prefix, so this cannot fail.
                 let prefix = std::str::from_utf8(&bytes[..at]).unwrap_or("");
                 let pointer = pointer_at(prefix);
                 return Err(PasmError::NotUtf8 {
