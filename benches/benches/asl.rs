@@ -99,12 +99,29 @@ fn ingest(quick: bool) {
             p
         })
         .collect();
+    // The floor: writing the same bytes to fresh files (page allocation included).
+    let mut write_only = f64::MAX;
+    for r in 0..reps {
+        let t = Instant::now();
+        for (i, a) in arts.iter().enumerate() {
+            std::fs::write(tmp.path().join(format!("w{r}-{i}")), a).unwrap();
+        }
+        write_only = write_only.min(t.elapsed().as_secs_f64());
+        for i in 0..arts.len() {
+            std::fs::remove_file(tmp.path().join(format!("w{r}-{i}"))).unwrap();
+        }
+    }
     let gbps = |s: f64| total / s / 1e9;
+
     println!(
         "ingest {n} x 64 MiB (store on {}): pfs asl put {:.2} GB/s | in-process blake3 1 thread {:.2} GB/s",
         tmp.path().display(),
         gbps(ours),
         gbps(inproc)
+    );
+    println!(
+        "  reference: write(2) of the same bytes to fresh files there {:.2} GB/s",
+        gbps(write_only)
     );
     if have("b3sum", "--version") {
         let mut peer = f64::MAX;

@@ -261,8 +261,8 @@ fn pfs(store: &Path, args: &[&str]) -> (i32, String, String) {
 fn cli_round_trip_and_error_lines() {
     let tmp = scratch();
     let dir = tmp.path().join("s");
-    let (c, _, e) = pfs(&dir, &["init", dir.to_str().unwrap()]);
-    assert_eq!(c, 0, "{e}");
+    let (c, o, e) = pfs(&dir, &["init", dir.to_str().unwrap()]);
+    assert_eq!(c, 0, "init: stdout {o:?} stderr {e:?}");
     let f = tmp.path().join("f");
     fs::write(&f, b"cli bytes").unwrap();
     let (c, key, _) = pfs(&dir, &["put", f.to_str().unwrap(), "--type-tag", "0x10"]);

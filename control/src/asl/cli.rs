@@ -120,7 +120,7 @@ pub fn default_store() -> Option<PathBuf> {
         .or_else(|| var("HOME").map(|h| h.join(".local/share/pfs/asl")))
 }
 
-/// Bytes of torture artifact `i`: every 64th is large (1 MiB + 4 KiB + i),
+/// Bytes of torture artifact `i`: those with `i % 512 == 7` are large (1 MiB + 4 KiB + i % 4096),
 /// the others 1..=max_size bytes; all derived from (seed, i) with splitmix64.
 pub fn torture_bytes(seed: u64, i: u64, max_size: usize) -> Vec<u8> {
     let mut x = seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -131,7 +131,7 @@ pub fn torture_bytes(seed: u64, i: u64, max_size: usize) -> Vec<u8> {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     };
-    let len = if i % 64 == 63 {
+    let len = if i % 512 == 7 {
         (1 << 20) + 4096 + (i % 4096) as usize
     } else {
         1 + (next() % max_size.max(1) as u64) as usize
@@ -417,6 +417,8 @@ pub fn run(a: &AslArgs) -> anyhow::Result<()> {
             max_size,
         } => {
             let mut s = writer(&store_dir(a)?, a)?;
+            writeln!(out, "R")?;
+            out.flush()?;
             let mut unreported: Vec<(u64, ArtifactKey, u64)> = Vec::new();
             for i in *start..start.saturating_add(*count) {
                 let bytes = torture_bytes(*seed, i, *max_size);

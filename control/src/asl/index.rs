@@ -115,7 +115,7 @@ impl State {
     fn touch_block(&mut self, loc: &Location) {
         let b = self.blocks.entry(loc.block_id).or_default();
         if b.sealed.is_none() {
-            b.data_len = b.data_len.max(loc.offset + loc.length);
+            b.data_len = b.data_len.max(loc.offset.saturating_add(loc.length));
         }
     }
 

@@ -178,7 +178,11 @@ impl Record {
         let p = out.len();
         let (k, body): (u8, Vec<u8>) = match &self.body {
             RecordBody::Session { pid, host } => {
-                let h = &host.as_bytes()[..host.len().min(255)];
+                let mut n = host.len().min(255);
+                while !host.is_char_boundary(n) {
+                    n -= 1;
+                }
+                let h = &host.as_bytes()[..n];
                 let mut b = Vec::with_capacity(6 + h.len());
                 b.extend_from_slice(&pid.to_le_bytes());
                 b.extend_from_slice(&(h.len() as u16).to_le_bytes());
@@ -293,6 +297,9 @@ impl Record {
                     return Err(FrameError::Payload("session body too short"));
                 }
                 let hl = u16::from_le_bytes([b[4], b[5]]) as usize;
+                if hl > 255 {
+                    return Err(FrameError::Payload("host name longer than 255 bytes"));
+                }
                 need(6 + hl)?;
                 let host = std::str::from_utf8(&b[6..])
                     .map_err(|_| FrameError::Payload("host name not UTF-8"))?
@@ -444,6 +451,20 @@ mod tests {
             assert_eq!(n, e.len());
             assert_eq!(d, r);
         }
+    }
+
+    #[test]
+    fn long_and_multibyte_host_names_stay_decodable() {
+        let host = "é".repeat(200);
+        let r = Record {
+            header: hdr(1),
+            body: RecordBody::Session { pid: 1, host },
+        };
+        let (d, _) = Record::decode(&r.encode()).unwrap();
+        let RecordBody::Session { host, .. } = d.body else {
+            panic!("kind changed")
+        };
+        assert_eq!(host, "é".repeat(127));
     }
 
     #[test]

@@ -426,10 +426,11 @@ impl Store {
         if st.log_len == 0 {
             return None;
         }
-        let mut frame = vec![0u8; (st.log_len - st.last_frame_offset) as usize];
-        if frame.len() > record::FRAME_HEADER + record::MAX_PAYLOAD {
+        let flen = st.log_len.checked_sub(st.last_frame_offset)?;
+        if flen > (record::FRAME_HEADER + record::MAX_PAYLOAD) as u64 {
             return None;
         }
+        let mut frame = vec![0u8; flen as usize];
         log.read_exact_at(&mut frame, st.last_frame_offset).ok()?;
         match Record::decode(&frame) {
             Ok((r, n)) if n == frame.len() && r.header.logseq == st.last_logseq => {
@@ -560,7 +561,7 @@ impl Store {
             file.write_all_at(&h.encode(), 0)
                 .map_err(self.io("write", &p))?;
         }
-        file.set_len(HEADER_LEN + data_len)
+        file.set_len(HEADER_LEN.saturating_add(data_len))
             .and_then(|()| file.sync_all())
             .map_err(self.io("truncate", &p))?;
         let mut hasher = blake3::Hasher::new();
@@ -1090,7 +1091,7 @@ impl Store {
                 loc.length
             ),
         };
-        f.read_exact_at(&mut buf, HEADER_LEN + loc.offset)
+        f.read_exact_at(&mut buf, HEADER_LEN.saturating_add(loc.offset))
             .map_err(|e| corrupt(format!("read failed: {e}")))?;
         if ArtifactKey::of(&buf) != *key {
             return Err(corrupt("content does not match its key (BLAKE3)".into()));
@@ -1450,7 +1451,7 @@ impl Store {
             }
             let dl = b.data_len as usize;
             if let Some(sum) = b.sealed {
-                let want = h + dl + TRAILER_LEN as usize;
+                let want = h.saturating_add(dl).saturating_add(TRAILER_LEN as usize);
                 if data.len() != want {
                     bad_block(
                         rep,
@@ -1468,16 +1469,20 @@ impl Store {
                         bad_block(rep, "data region does not match its sealed BLAKE3".into());
                     }
                 }
-            } else if data.len() < h + dl {
+            } else if data.len() < h.saturating_add(dl) {
                 bad_block(
                     rep,
-                    format!("length {} shorter than logged data {}", data.len(), h + dl),
+                    format!(
+                        "length {} shorter than logged data {}",
+                        data.len(),
+                        h.saturating_add(dl)
+                    ),
                 );
             }
             for (k, loc) in by_block.get(id).into_iter().flatten() {
                 rep.artifacts_checked += 1;
-                let s = h as u64 + loc.offset;
-                let ok = usize::try_from(s + loc.length)
+                let s = (h as u64).saturating_add(loc.offset);
+                let ok = usize::try_from(s.saturating_add(loc.length))
                     .ok()
                     .filter(|&e| e <= data.len())
                     .is_some_and(|e| ArtifactKey::of(&data[s as usize..e]) == *k);
