@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, edge, lab, linerate, milkshake, plan};
+use crate::{asl, bench_local, blob, demo, edge, lab, linerate, milkshake, pasm, plan};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -32,6 +32,11 @@ enum Command {
     /// The netns lab: two namespaces joined by a veth pair.
     #[command(subcommand)]
     Lab(lab::cmd::LabCommand),
+    /// P-ASM step programs: plan, run, assemble (specs/pasm.md).
+    #[command(subcommand)]
+    Pasm(pasm::cli::PasmCommand),
+    /// The artifact store (content-addressed, append-only, crash-safe).
+    Asl(asl::cli::AslArgs),
     /// Firewall-counter compute on XDP and nftables counters (specs/milkshake.md).
     #[command(subcommand)]
     Milkshake(milkshake::run::MilkshakeCommand),
@@ -91,6 +96,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Edge(a)) => edge::client::run_bench(&a),
         Command::Edge(EdgeCommand::Serve(a)) => edge::client::run_serve(&a),
         Command::Compute(a) => edge::client::run_compute(&a),
+        Command::Pasm(c) => pasm::cli::run(&c),
+        Command::Asl(a) => asl::cli::run(&a),
     }
 }
 
