@@ -144,4 +144,47 @@ fn full_disk_fails_appends_and_loses_nothing() {
         assert!(v.problems.is_empty(), "{mode:?}: {:?}", v.problems);
         drop(s);
     }
+    cli_reports_full_disk(&dir);
+}
+
+/// The `pfs` binary beside this test's (`target/debug/pfs`), when the workspace
+/// test run built it from this tree (it knows `pfs asl`).
+fn pfs_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("pfs");
+    let knows_asl = Command::new(&p)
+        .args(["asl", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    knows_asl.then_some(p)
+}
+
+/// `pfs asl put` on the full disk: one line naming the store and the cause, exit 2,
+/// and the store still verifies.
+fn cli_reports_full_disk(dir: &Path) {
+    let Some(pfs) = pfs_binary() else {
+        println!("note: no pfs binary with `asl` beside this test; CLI full-disk check not run");
+        return;
+    };
+    let big = dir.parent().unwrap().parent().unwrap().join("big");
+    std::fs::write(&big, vec![0x5a; 3 << 20]).unwrap();
+    let o = Command::new(&pfs)
+        .args(["asl", "--store"])
+        .arg(dir)
+        .arg("put")
+        .arg(&big)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains(dir.to_str().unwrap()), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let o = Command::new(&pfs)
+        .args(["asl", "--store"])
+        .arg(dir)
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }

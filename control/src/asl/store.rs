@@ -965,11 +965,15 @@ impl Store {
     fn seal_open(&mut self) -> Result<()> {
         let dir = self.dir.clone();
         let w = self.writer()?;
-        let Some(mut ob) = w.open.take() else {
+        // Flush first: if that fails the block stays open with its buffer, so the
+        // (poisoned) handle still reads what it acknowledged.
+        if let Some(ob) = w.open.as_mut() {
+            ob.flush(&dir)?;
+        }
+        let Some(ob) = w.open.take() else {
             return Ok(());
         };
         w.open_dirty = false;
-        ob.flush(&dir)?;
         let checksum = *ob.hasher.finalize().as_bytes();
         let p = dir.join(BLOCKS).join(block::file_name(ob.id));
         let t = BlockTrailer {
