@@ -131,6 +131,16 @@ fn counts_exactly_in(mode: ModeRequest, want_mode: AttachMode, tag: char) {
         xdp_of(lab.ns_b(), lab.veth_b()),
         Some((want_ip_mode, u64::from(id)))
     );
+    // `pfs lab status` shows the attachment.
+    let st = Lab::status(lab.name()).unwrap();
+    let b = st.namespaces.iter().find(|n| n.name == lab.ns_b()).unwrap();
+    let veth = b
+        .interfaces
+        .iter()
+        .find(|i| i.ifname == lab.veth_b())
+        .unwrap();
+    let xdp = veth.xdp.as_ref().expect("status shows the XDP program");
+    assert_eq!((u64::from(xdp.mode), xdp.prog_id), (want_ip_mode, Some(id)));
 
     let mut want = vec![RuleCount::default(); rules.len()];
     let mut add = |rule: usize, n: u64, payload: usize| {

@@ -121,3 +121,37 @@ pub fn run(cmd: &LabCommand) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::UsageError;
+
+    fn is_usage(e: &anyhow::Error) -> bool {
+        e.downcast_ref::<UsageError>().is_some()
+    }
+
+    #[test]
+    fn bad_names_and_missing_labs_are_usage_errors_naming_them() {
+        for cmd in [
+            LabCommand::Up(NameArgs { name: "BAD".into() }),
+            LabCommand::Down(NameArgs { name: "x-y".into() }),
+            LabCommand::Status(StatusArgs {
+                name: "123456789".into(),
+                json: true,
+            }),
+        ] {
+            let e = run(&cmd).unwrap_err();
+            assert!(is_usage(&e), "{e}");
+            assert!(e.to_string().contains("is invalid"), "{e}");
+        }
+        // No state file and no namespaces of this name: "does not exist", exit 2.
+        let e = run(&LabCommand::Status(StatusArgs {
+            name: "zqnone7".into(),
+            json: false,
+        }))
+        .unwrap_err();
+        assert!(is_usage(&e), "{e}");
+        assert!(e.to_string().contains("\"zqnone7\" does not exist"), "{e}");
+    }
+}
