@@ -66,6 +66,9 @@ struct RxRing {
     msghdr: Box<libc::msghdr>,
     tail: u16,
     armed: bool,
+    /// Set up with `IORING_SETUP_DEFER_TASKRUN`: completions appear only when
+    /// this thread enters the kernel to wait.
+    deferred: bool,
 }
 
 impl std::fmt::Debug for RxRing {
@@ -73,6 +76,7 @@ impl std::fmt::Debug for RxRing {
         f.debug_struct("RxRing")
             .field("tail", &self.tail)
             .field("armed", &self.armed)
+            .field("deferred", &self.deferred)
             .finish_non_exhaustive()
     }
 }
@@ -85,10 +89,23 @@ unsafe impl Send for RxRing {}
 impl RxRing {
     fn new() -> Result<RxRing, IoError> {
         let err = |call, e| IoError::sys(Backend::Uring, call, e);
-        let ring = IoUring::builder()
+        // Completions are run when this thread waits (DEFER_TASKRUN, 6.1+), not
+        // by interrupting it from the sender's core; plain mode where refused.
+        let (ring, deferred) = match IoUring::builder()
             .setup_cqsize(8192)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
             .build(8)
-            .map_err(|e| err("io_uring_setup", e))?;
+        {
+            Ok(r) => (r, true),
+            Err(_) => (
+                IoUring::builder()
+                    .setup_cqsize(8192)
+                    .build(8)
+                    .map_err(|e| err("io_uring_setup", e))?,
+                false,
+            ),
+        };
         let entries =
             MmapMut::map_anon(RX_BUFS as usize * std::mem::size_of::<types::BufRingEntry>())
                 .map_err(|e| err("mmap", e))?;
@@ -110,6 +127,7 @@ impl RxRing {
             msghdr,
             tail: 0,
             armed: false,
+            deferred,
         };
         for bid in 0..RX_BUFS {
             rx.push_buffer(bid);
@@ -327,7 +345,8 @@ impl Io for Uring {
             rx.arm(fd)?;
             pushed = true;
         }
-        if rx.ring.completion().is_empty() && !timeout.is_zero() {
+        if rx.ring.completion().is_empty() && (!timeout.is_zero() || rx.deferred) {
+            // With deferred task work a zero wait still runs it (and returns ETIME).
             let ts = types::Timespec::from(timeout);
             let args = types::SubmitArgs::new().timespec(&ts);
             match rx.ring.submitter().submit_with_args(1, &args) {
