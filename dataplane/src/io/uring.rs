@@ -218,6 +218,7 @@ impl Drop for RxRing {
 pub struct Uring {
     sock: UdpSocket,
     local: SocketAddrV4,
+    peer: Option<SocketAddrV4>,
     batch: usize,
     tx: IoUring,
     tx_bufs: Vec<u8>,
@@ -240,7 +241,7 @@ impl Uring {
     /// Binds `cfg.local` and sets up the send ring (the receive ring is made on
     /// the first receive).
     pub fn open(cfg: &IoConfig) -> Result<Uring, IoError> {
-        let sock = super::bind_udp(Backend::Uring, cfg.local)?;
+        let sock = super::bind_udp(Backend::Uring, cfg.local, cfg.peer)?;
         let local = match sock.local_addr() {
             Ok(std::net::SocketAddr::V4(a)) => a,
             Ok(_) => cfg.local,
@@ -256,6 +257,7 @@ impl Uring {
         Ok(Uring {
             sock,
             local,
+            peer: cfg.peer,
             batch: cfg.batch,
             tx,
             tx_bufs: vec![0u8; cfg.batch * SLOT],
@@ -293,15 +295,20 @@ impl Io for Uring {
         let len = len.min(SLOT);
         let fd = types::Fd(self.sock.as_raw_fd());
         let name = sys::sockaddr_in(dst);
+        let named = self.peer != Some(dst);
         let mut pushed = 0;
         for i in 0..n {
             fill(i, &mut self.tx_bufs[i * SLOT..i * SLOT + len]);
             self.names[i] = name;
-            let sqe = opcode::Send::new(fd, self.tx_bufs[i * SLOT..].as_ptr(), len as u32)
-                .dest_addr((&self.names[i] as *const libc::sockaddr_in).cast())
-                .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
-                .build()
-                .user_data(i as u64);
+            let send = opcode::Send::new(fd, self.tx_bufs[i * SLOT..].as_ptr(), len as u32);
+            // On the connected socket, no address: no route lookup per datagram.
+            let send = if named {
+                send.dest_addr((&self.names[i] as *const libc::sockaddr_in).cast())
+                    .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+            } else {
+                send
+            };
+            let sqe = send.build().user_data(i as u64);
             // SAFETY: the entry points at `tx_bufs[i]` and `names[i]`, which are
             // not touched again until every completion of this batch is reaped
             // below (submit_and_wait waits for all `pushed`).
