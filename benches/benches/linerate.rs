@@ -69,7 +69,10 @@ fn counted(c: &Counter) -> u64 {
 
 /// Our TX: counted packets per second of the tx run.
 fn our_tx(lab: &Lab, c: &Counter, backend: &str, size: usize, secs: f64) -> anyhow::Result<f64> {
-    let plan = linerate::plan(&args(Role::Tx, backend, lab.name(), size, secs))?;
+    let mut a = args(Role::Tx, backend, lab.name(), size, secs);
+    // trafgen -P1 pins its one worker to CPU 0: send from the same core.
+    a.core = Some(0);
+    let plan = linerate::plan(&a)?;
     let stop = AtomicBool::new(false);
     let before = counted(c);
     let fin = linerate::execute(&plan, &stop, |_| {}, |_, _| {})?;
@@ -203,7 +206,7 @@ fn main() -> anyhow::Result<()> {
         pfs_dataplane::workers::cores().len()
     );
     println!(
-        "note: on veth the receiver's kernel work (veth NAPI, XDP, stack or AF_XDP copy) runs on the sender's core; figures are sender-bound (one sender core)."
+        "note: on veth the receiver's kernel work (veth NAPI, XDP, stack or AF_XDP copy) runs on the sender's core; figures are sender-bound (one sender core; every TX generator on CPU 0, as trafgen -P1 pins itself)."
     );
 
     // TX, counted by XDP_DROP on b.

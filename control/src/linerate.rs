@@ -391,6 +391,8 @@ pub fn execute(
             cfg.batch = plan.batch;
             cfg.max_payload = plan.size;
             cfg.xsk = plan.xsk.as_ref().map(|(x, _)| x.clone());
+            // tx talks to one peer; rx and reflect take any source.
+            cfg.peer = (plan.role == Role::Tx).then_some(plan.dst);
             let mut io = match io::open(&cfg) {
                 Ok(io) => io,
                 Err(e) => {

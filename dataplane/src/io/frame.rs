@@ -230,6 +230,39 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_of_emit_is_identity(
+            src_mac in proptest::array::uniform6(proptest::num::u8::ANY),
+            dst_mac in proptest::array::uniform6(proptest::num::u8::ANY),
+            sip in proptest::num::u32::ANY,
+            dip in proptest::num::u32::ANY,
+            sport in proptest::num::u16::ANY,
+            dport in proptest::num::u16::ANY,
+            ident in proptest::num::u16::ANY,
+            len in 0usize..=MAX_UDP_PAYLOAD,
+        ) {
+            let r = UdpFrameRepr {
+                src_mac,
+                dst_mac,
+                src: SocketAddrV4::new(Ipv4Addr::from(sip), sport),
+                dst: SocketAddrV4::new(Ipv4Addr::from(dip), dport),
+                ident,
+                payload_len: len,
+            };
+            let mut buf = vec![0u8; 2048];
+            let n = r.emit(&mut buf).unwrap();
+            let (back, payload) = UdpFrameRepr::parse(&buf[..n]).unwrap();
+            proptest::prop_assert_eq!(back, r);
+            proptest::prop_assert_eq!(payload.len(), len);
+        }
+
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..128)) {
+            let _ = UdpFrameRepr::parse(&bytes);
+        }
+    }
+
     #[test]
     fn damaged_frames_are_refused_without_panic() {
         let mut buf = vec![0u8; 100];

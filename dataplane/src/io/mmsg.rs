@@ -14,6 +14,7 @@ const SLOT: usize = 2048;
 pub struct Mmsg {
     sock: UdpSocket,
     local: SocketAddrV4,
+    peer: Option<SocketAddrV4>,
     batch: usize,
     bufs: Vec<u8>,
     names: Vec<libc::sockaddr_in>,
@@ -29,7 +30,7 @@ unsafe impl Send for Mmsg {}
 impl Mmsg {
     /// Binds `cfg.local` and allocates `cfg.batch` buffers.
     pub fn open(cfg: &IoConfig) -> Result<Mmsg, IoError> {
-        let sock = super::bind_udp(Backend::Mmsg, cfg.local)?;
+        let sock = super::bind_udp(Backend::Mmsg, cfg.local, cfg.peer)?;
         let local = match sock.local_addr() {
             Ok(std::net::SocketAddr::V4(a)) => a,
             Ok(_) => cfg.local,
@@ -41,6 +42,7 @@ impl Mmsg {
         Ok(Mmsg {
             sock,
             local,
+            peer: cfg.peer,
             batch,
             bufs: vec![0u8; batch * SLOT],
             names: vec![zero_name; batch],
@@ -56,15 +58,21 @@ impl Mmsg {
         })
     }
 
-    /// Points header `i` at buffer slot `i` (length `len`) and name `i`.
-    fn wire(&mut self, i: usize, len: usize) {
+    /// Points header `i` at buffer slot `i` (length `len`) and name `i` (or at no
+    /// name when `named` is false: a send on the connected socket).
+    fn wire(&mut self, i: usize, len: usize, named: bool) {
         self.iovs[i] = libc::iovec {
             iov_base: self.bufs[i * SLOT..].as_mut_ptr().cast(),
             iov_len: len,
         };
         let h = &mut self.hdrs[i];
-        h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_in).cast();
-        h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        if named {
+            h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_in).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        } else {
+            h.msg_hdr.msg_name = std::ptr::null_mut();
+            h.msg_hdr.msg_namelen = 0;
+        }
         h.msg_hdr.msg_iov = &mut self.iovs[i];
         h.msg_hdr.msg_iovlen = 1;
         h.msg_hdr.msg_control = std::ptr::null_mut();
@@ -114,10 +122,11 @@ impl Io for Mmsg {
         let n = n.min(self.batch);
         let len = len.min(SLOT);
         let name = sys::sockaddr_in(dst);
+        let named = self.peer != Some(dst);
         for i in 0..n {
             fill(i, &mut self.bufs[i * SLOT..i * SLOT + len]);
             self.names[i] = name;
-            self.wire(i, len);
+            self.wire(i, len, named);
         }
         let mut done = 0;
         while done < n {
@@ -147,7 +156,7 @@ impl Io for Mmsg {
     ) -> Result<usize, IoError> {
         let n = max.min(self.batch);
         for i in 0..n {
-            self.wire(i, SLOT);
+            self.wire(i, SLOT, true);
         }
         let fd = self.sock.as_raw_fd();
         let mut got = sys::recvmmsg_nowait(fd, &mut self.hdrs[..n])

@@ -66,6 +66,9 @@ struct RxRing {
     msghdr: Box<libc::msghdr>,
     tail: u16,
     armed: bool,
+    /// Set up with `IORING_SETUP_DEFER_TASKRUN`: completions appear only when
+    /// this thread enters the kernel to wait.
+    deferred: bool,
 }
 
 impl std::fmt::Debug for RxRing {
@@ -73,6 +76,7 @@ impl std::fmt::Debug for RxRing {
         f.debug_struct("RxRing")
             .field("tail", &self.tail)
             .field("armed", &self.armed)
+            .field("deferred", &self.deferred)
             .finish_non_exhaustive()
     }
 }
@@ -85,10 +89,23 @@ unsafe impl Send for RxRing {}
 impl RxRing {
     fn new() -> Result<RxRing, IoError> {
         let err = |call, e| IoError::sys(Backend::Uring, call, e);
-        let ring = IoUring::builder()
+        // Completions are run when this thread waits (DEFER_TASKRUN, 6.1+), not
+        // by interrupting it from the sender's core; plain mode where refused.
+        let (ring, deferred) = match IoUring::builder()
             .setup_cqsize(8192)
+            .setup_single_issuer()
+            .setup_defer_taskrun()
             .build(8)
-            .map_err(|e| err("io_uring_setup", e))?;
+        {
+            Ok(r) => (r, true),
+            Err(_) => (
+                IoUring::builder()
+                    .setup_cqsize(8192)
+                    .build(8)
+                    .map_err(|e| err("io_uring_setup", e))?,
+                false,
+            ),
+        };
         let entries =
             MmapMut::map_anon(RX_BUFS as usize * std::mem::size_of::<types::BufRingEntry>())
                 .map_err(|e| err("mmap", e))?;
@@ -110,6 +127,7 @@ impl RxRing {
             msghdr,
             tail: 0,
             armed: false,
+            deferred,
         };
         for bid in 0..RX_BUFS {
             rx.push_buffer(bid);
@@ -200,6 +218,7 @@ impl Drop for RxRing {
 pub struct Uring {
     sock: UdpSocket,
     local: SocketAddrV4,
+    peer: Option<SocketAddrV4>,
     batch: usize,
     tx: IoUring,
     tx_bufs: Vec<u8>,
@@ -222,7 +241,7 @@ impl Uring {
     /// Binds `cfg.local` and sets up the send ring (the receive ring is made on
     /// the first receive).
     pub fn open(cfg: &IoConfig) -> Result<Uring, IoError> {
-        let sock = super::bind_udp(Backend::Uring, cfg.local)?;
+        let sock = super::bind_udp(Backend::Uring, cfg.local, cfg.peer)?;
         let local = match sock.local_addr() {
             Ok(std::net::SocketAddr::V4(a)) => a,
             Ok(_) => cfg.local,
@@ -238,6 +257,7 @@ impl Uring {
         Ok(Uring {
             sock,
             local,
+            peer: cfg.peer,
             batch: cfg.batch,
             tx,
             tx_bufs: vec![0u8; cfg.batch * SLOT],
@@ -275,15 +295,20 @@ impl Io for Uring {
         let len = len.min(SLOT);
         let fd = types::Fd(self.sock.as_raw_fd());
         let name = sys::sockaddr_in(dst);
+        let named = self.peer != Some(dst);
         let mut pushed = 0;
         for i in 0..n {
             fill(i, &mut self.tx_bufs[i * SLOT..i * SLOT + len]);
             self.names[i] = name;
-            let sqe = opcode::Send::new(fd, self.tx_bufs[i * SLOT..].as_ptr(), len as u32)
-                .dest_addr((&self.names[i] as *const libc::sockaddr_in).cast())
-                .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
-                .build()
-                .user_data(i as u64);
+            let send = opcode::Send::new(fd, self.tx_bufs[i * SLOT..].as_ptr(), len as u32);
+            // On the connected socket, no address: no route lookup per datagram.
+            let send = if named {
+                send.dest_addr((&self.names[i] as *const libc::sockaddr_in).cast())
+                    .dest_addr_len(std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+            } else {
+                send
+            };
+            let sqe = send.build().user_data(i as u64);
             // SAFETY: the entry points at `tx_bufs[i]` and `names[i]`, which are
             // not touched again until every completion of this batch is reaped
             // below (submit_and_wait waits for all `pushed`).
@@ -327,7 +352,8 @@ impl Io for Uring {
             rx.arm(fd)?;
             pushed = true;
         }
-        if rx.ring.completion().is_empty() && !timeout.is_zero() {
+        if rx.ring.completion().is_empty() && (!timeout.is_zero() || rx.deferred) {
+            // With deferred task work a zero wait still runs it (and returns ETIME).
             let ts = types::Timespec::from(timeout);
             let args = types::SubmitArgs::new().timespec(&ts);
             match rx.ring.submitter().submit_with_args(1, &args) {

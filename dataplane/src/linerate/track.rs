@@ -147,6 +147,31 @@ mod tests {
         assert_eq!(t.duplicates(), 1);
     }
 
+    proptest::proptest! {
+        /// Against a set-based oracle (all numbers within the window).
+        #[test]
+        fn matches_an_oracle(seqs in proptest::collection::vec(0u64..500, 0..400)) {
+            let mut t = SeqTracker::new();
+            let mut seen = std::collections::HashSet::new();
+            let (mut dup, mut reord, mut high) = (0u64, 0u64, None::<u64>);
+            for &s in &seqs {
+                t.record(s);
+                if !seen.insert(s) {
+                    dup += 1;
+                } else if high.is_some_and(|h| s < h) {
+                    reord += 1;
+                }
+                high = Some(high.map_or(s, |h| h.max(s)));
+            }
+            proptest::prop_assert_eq!(t.packets(), seqs.len() as u64);
+            proptest::prop_assert_eq!(t.duplicates(), dup);
+            proptest::prop_assert_eq!(t.reordered(), reord);
+            proptest::prop_assert_eq!(t.highest(), high);
+            let lost = high.map_or(0, |h| h + 1 - seen.len() as u64);
+            proptest::prop_assert_eq!(t.lost(), lost);
+        }
+    }
+
     #[test]
     fn empty() {
         let t = SeqTracker::new();

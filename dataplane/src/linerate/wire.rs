@@ -281,6 +281,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn decode_of_encode_is_identity(
+            kind in proptest::bool::ANY,
+            len in 32u16..=1472,
+            run in proptest::num::u32::ANY,
+            seq in proptest::num::u64::ANY,
+            sent_ns in proptest::num::u64::ANY,
+        ) {
+            let r = ProbeRepr {
+                kind: if kind { Kind::Echo } else { Kind::Data },
+                len,
+                run,
+                seq,
+                sent_ns,
+            };
+            let mut buf = vec![0u8; len as usize];
+            r.emit(&mut buf).unwrap();
+            proptest::prop_assert_eq!(ProbePacket::check(&buf[..]).unwrap(), r);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = ProbePacket::check(&bytes[..]);
+            let mut b = bytes.clone();
+            let _ = make_echo(&mut b);
+        }
+    }
+
     #[test]
     fn damage_is_detected_without_panic() {
         let r = ProbeRepr {
