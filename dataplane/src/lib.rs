@@ -7,6 +7,7 @@
 
 pub mod exec;
 pub mod fill;
+pub mod iprog;
 pub mod kernels;
 pub mod mapped;
 pub mod netns;
