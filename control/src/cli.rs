@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, plan};
+use crate::{bench_local, blob, demo, plan, xfer};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -29,6 +29,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Arithmetic transfer: compile to offsets, send and receive over UDP.
+    #[command(subcommand)]
+    Xfer(xfer::XferCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +44,10 @@ enum PlanCommand {
 enum BlobCommand {
     /// Write a blob file of a deterministic fill.
     Create(blob::CreateArgs),
+    /// Write the VirtualBlob for (name, size, seed) (tmpfs by default).
+    Setup(xfer::vblob::SetupArgs),
+    /// Show a VirtualBlob's identity and fingerprint.
+    Status(xfer::vblob::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +70,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(&a),
         Command::Plan(PlanCommand::Ranges(a)) => plan::run_ranges(&a),
         Command::Blob(BlobCommand::Create(a)) => blob::run_create(&a),
+        Command::Blob(BlobCommand::Setup(a)) => xfer::vblob::run_setup(&a),
+        Command::Blob(BlobCommand::Status(a)) => xfer::vblob::run_status(&a),
+        Command::Xfer(c) => xfer::run(&c),
         Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
     }
 }

@@ -6,6 +6,7 @@
 //! With `allow_raw`, such bytes become RAW steps, counted separately.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use super::codec::{Bref, Op, Transform};
@@ -31,11 +32,32 @@ pub enum CompileError {
     BaseTooLarge(u64),
 }
 
+/// A multiply-shift hasher for u32 grams (SipHash would dominate the lookups).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GramHasher(u64);
+
+impl Hasher for GramHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, g: u32) {
+        self.0 = (u64::from(g) ^ 0x5bd1_e995).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 ^= self.0 >> 29;
+    }
+}
+
+type GramMap = HashMap<u32, u32, BuildHasherDefault<GramHasher>>;
+
 /// Where candidate positions come from.
 #[derive(Debug)]
 enum Table {
     /// Exact map 4-gram → first position (the palette).
-    Exact(&'static HashMap<u32, u32>),
+    Exact(&'static GramMap),
     /// Hash table of u32 positions (+1, 0 = empty), one slot per hash, first
     /// writer wins; positions sampled every `step`.
     Sampled { slots: Vec<u32>, bits: u32 },
@@ -62,10 +84,10 @@ impl Index {
     /// The index of the VirtualBlob palette (every position, exact, with
     /// transforms). Positions are blob offsets; built once per process.
     pub fn palette() -> Index {
-        static MAP: OnceLock<HashMap<u32, u32>> = OnceLock::new();
+        static MAP: OnceLock<GramMap> = OnceLock::new();
         let map = MAP.get_or_init(|| {
             let p = palette();
-            let mut m = HashMap::with_capacity(PALETTE_LEN / 2);
+            let mut m = GramMap::with_capacity_and_hasher(PALETTE_LEN / 2, Default::default());
             for i in 0..=PALETTE_LEN - K {
                 m.entry(gram(p, i))
                     .or_insert((PALETTE_OFFSET as usize + i) as u32);
@@ -367,7 +389,7 @@ fn find(
         if let Some(c) = index.candidate(g) {
             consider(&mut best, at, c, Transform::Identity);
         }
-        if index.transforms && best.as_ref().is_none_or(|b| b.len < 64) {
+        if index.transforms && best.as_ref().is_none_or(|b| b.len < 16) {
             for k in 1..=31u8 {
                 let kk = u32::from_le_bytes([k; 4]);
                 if let Some(c) = index.candidate(g ^ kk) {

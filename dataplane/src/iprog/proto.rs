@@ -265,6 +265,11 @@ impl Sender {
         &self.stats
     }
 
+    /// The session id.
+    pub fn session(&self) -> u32 {
+        self.session
+    }
+
     /// The transfer being sent.
     pub fn transfer(&self) -> &Transfer {
         &self.t
@@ -556,6 +561,11 @@ impl<'b> Receiver<'b> {
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The session this receiver is bound to (set by the first PREFACE or MFST).
+    pub fn session(&self) -> Option<u32> {
+        self.session
     }
 
     /// The manifest, once received.
