@@ -70,8 +70,8 @@ pub struct CompileReport {
     pub wire_bytes: u64,
     /// Object bytes / wire bytes (below 1 when the program is larger than the object).
     pub tx_ratio: f64,
-    /// Bytes of the IPROG encoding.
-    pub iprog_bytes: u64,
+    /// Bytes of the IPROG encoding (not computed by `send`).
+    pub iprog_bytes: Option<u64>,
     /// Seconds to map and fingerprint the source.
     pub source_s: f64,
     /// Seconds to build the index.
@@ -94,7 +94,11 @@ pub struct Compiled {
 }
 
 /// Compiles `file` with `args`; unexpressible input is bad input naming the offset.
-pub fn compile_file(file: &std::path::Path, args: &ProgramArgs) -> anyhow::Result<Compiled> {
+pub fn compile_file(
+    file: &std::path::Path,
+    args: &ProgramArgs,
+    want_iprog: bool,
+) -> anyhow::Result<Compiled> {
     let mode: Mode = args.mode.parse().map_err(bad)?;
     if args.allow_raw && args.source.base.is_none() {
         return Err(bad(
@@ -151,7 +155,11 @@ pub fn compile_file(file: &std::path::Path, args: &ProgramArgs) -> anyhow::Resul
         object_hash: transfer.mfst.object_hash,
         blob_fingerprint: src.fingerprint,
     };
-    let iprog = encode_iprog(&header, &prog.ops, obj.bytes());
+    let iprog = if want_iprog {
+        encode_iprog(&header, &prog.ops, obj.bytes())
+    } else {
+        Vec::new()
+    };
     let wire = transfer.wire_bytes();
     let size = obj.bytes().len() as u64;
     let report = CompileReport {
@@ -168,7 +176,7 @@ pub fn compile_file(file: &std::path::Path, args: &ProgramArgs) -> anyhow::Resul
         windows: transfer.windows.len() as u64,
         wire_bytes: wire,
         tx_ratio: size as f64 / wire as f64,
-        iprog_bytes: iprog.len() as u64,
+        iprog_bytes: want_iprog.then_some(iprog.len() as u64),
         source_s: src.open_s,
         index_s,
         compile_s,
@@ -207,7 +215,7 @@ pub fn describe(r: &CompileReport) -> String {
 
 /// Runs `pfs xfer compile`.
 pub fn run(args: &CompileArgs) -> anyhow::Result<()> {
-    let mut c = compile_file(&args.file, &args.program)?;
+    let mut c = compile_file(&args.file, &args.program, true)?;
     if let Some(out) = &args.out {
         std::fs::write(out, &c.iprog).map_err(|source| XferError::File {
             path: out.clone(),
@@ -224,7 +232,7 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<()> {
             "  index {:.3} s, compile {:.3} s, IPROG {} bytes{}",
             c.report.index_s,
             c.report.compile_s,
-            c.report.iprog_bytes,
+            c.report.iprog_bytes.unwrap_or(0),
             c.report
                 .out
                 .as_ref()

@@ -323,7 +323,7 @@ pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
     let to = parse_addr("--to", &args.to)?;
     let bind = parse_addr("--bind", &args.bind)?;
     let cfg = cfg(&args.link)?;
-    let compiled = compile_file(&args.file, &args.program)?;
+    let compiled = compile_file(&args.file, &args.program, false)?;
     let compile_s = compiled.report.source_s + compiled.report.index_s + compiled.report.compile_s;
     let report = compiled.report.clone();
     let mut udp = Udp::bind(bind, args.link.loss_percent)?;

@@ -555,6 +555,7 @@ pub struct ContainerPacket<B: AsRef<[u8]>> {
     buf: B,
     mode: Mode,
     anchor: u64,
+    decoded: u64,
 }
 
 impl<B: AsRef<[u8]>> ContainerPacket<B> {
@@ -573,6 +574,7 @@ impl<B: AsRef<[u8]>> ContainerPacket<B> {
         }
         let flags = b[5];
         let count = u64::from(u16_at(b, 6));
+        let mut decoded: u64 = 0;
         match mode {
             Mode::Pvrt => {
                 if flags & !FLAG_RAW != 0 || (flags & FLAG_RAW != 0 && !allow_raw) {
@@ -589,6 +591,7 @@ impl<B: AsRef<[u8]>> ContainerPacket<B> {
                             at: 0,
                         });
                     }
+                    decoded = decoded.saturating_add(s.len());
                     Ok(())
                 })?;
             }
@@ -616,16 +619,23 @@ impl<B: AsRef<[u8]>> ContainerPacket<B> {
                             at,
                         });
                     }
-                    if u32_at(b, at + 9) == 0 {
+                    let len = u32_at(b, at + 9);
+                    if len == 0 {
                         return Err(WireError::Invalid {
                             field: "OFFS tuple length",
                             at: at + 9,
                         });
                     }
+                    decoded = decoded.saturating_add(u64::from(len));
                 }
             }
         }
-        Ok(ContainerPacket { buf, mode, anchor })
+        Ok(ContainerPacket {
+            buf,
+            mode,
+            anchor,
+            decoded,
+        })
     }
 
     /// The container's mode.
@@ -682,12 +692,7 @@ impl<B: AsRef<[u8]>> ContainerPacket<B> {
 
     /// Total bytes the sections produce (saturating).
     pub fn decoded_len(&self) -> u64 {
-        let mut n: u64 = 0;
-        let _ = self.for_each::<WireError>(|s| {
-            n = n.saturating_add(s.len());
-            Ok(())
-        });
-        n
+        self.decoded
     }
 
     /// Rebuilds the container's bytes into `out` from `blob`; `out.len()` must

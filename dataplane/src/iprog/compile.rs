@@ -16,7 +16,7 @@ use super::vblob::{PALETTE_LEN, PALETTE_OFFSET, palette};
 pub const K: usize = 4;
 /// Bases above this many bytes are indexed every `step` positions (see
 /// [`Index::sampled`]).
-pub const DENSE_LIMIT: usize = 8 << 20;
+pub const DENSE_LIMIT: usize = 4 << 20;
 
 /// Why a compile failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,7 +102,7 @@ impl Index {
     }
 
     /// An index of a shared base: every position up to [`DENSE_LIMIT`] bytes,
-    /// above that every `step` = the power of two keeping about 8 Mi samples.
+    /// above that every `step` = the power of two keeping about 4 Mi samples.
     /// Identity matches only (transforms are tried at the repeat offset).
     pub fn sampled(base: &[u8]) -> Result<Index, CompileError> {
         if base.len() as u64 > u64::from(u32::MAX) {
@@ -113,13 +113,16 @@ impl Index {
         let bits = (samples.next_power_of_two().trailing_zeros() + 1).clamp(10, 26);
         let mut slots = vec![0u32; 1 << bits];
         if base.len() >= K {
-            let mut i = 0;
-            while i + K <= base.len() {
-                let h = hash(gram(base, i), bits);
-                if slots[h] == 0 {
-                    slots[h] = i as u32 + 1;
+            // Backwards with plain stores: the earliest sample ends up in each slot
+            // (first writer wins) without a load per position.
+            let last = (base.len() - K) / step * step;
+            let mut i = last;
+            loop {
+                slots[hash(gram(base, i), bits)] = i as u32 + 1;
+                if i < step {
+                    break;
                 }
-                i += step;
+                i -= step;
             }
         }
         Ok(Index {
@@ -367,6 +370,16 @@ fn find(
             {
                 return best;
             }
+            // Shared base: a substituted byte (the repeat offset matches again
+            // right after it) is left uncovered without probing the index.
+            if best.is_none()
+                && !index.transforms
+                && p + 1 + K <= n
+                && c + 1 + K <= src.len()
+                && obj[p + 1..p + 1 + K] == src[c + 1..c + 1 + K]
+            {
+                return None;
+            }
         }
     }
     // 2. The index: the gram at p, or the last gram of the object near its end.
@@ -381,7 +394,14 @@ fn find(
     // Grams starting at p, then (when nothing covers p yet) up to K−1 bytes
     // earlier: a gram that overlaps covered bytes can still cover p.
     let first = p.min(n - K);
-    for at in (first.saturating_sub(K - 1)..=first).rev() {
+    // (Only for the exact palette index: with a sampled base, backward extension
+    // of a later match does this job.)
+    let lowest = if index.transforms {
+        first.saturating_sub(K - 1)
+    } else {
+        first
+    };
+    for at in (lowest..=first).rev() {
         if at != first && best.is_some() {
             break;
         }

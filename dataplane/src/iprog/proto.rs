@@ -13,6 +13,7 @@ use super::frame::{
     PrefaceRepr, WinRepr,
 };
 use super::window::{Window, windows};
+use crate::mapped::AnonBuf;
 
 /// Timers of both endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -495,7 +496,7 @@ pub struct Receiver<'b> {
     preface: Option<PrefaceRepr>,
     mfst: Option<MfstRepr>,
     state: ReceiverState,
-    object: Vec<u8>,
+    object: AnonBuf,
     have: Vec<bool>,
     have_count: u64,
     need_seq: u32,
@@ -522,7 +523,7 @@ impl<'b> Receiver<'b> {
             preface: None,
             mfst: None,
             state: ReceiverState::Listening,
-            object: Vec::new(),
+            object: AnonBuf::Heap(Vec::new()),
             have: Vec::new(),
             have_count: 0,
             need_seq: 0,
@@ -592,10 +593,13 @@ impl<'b> Receiver<'b> {
     }
 
     /// The verified object, once (only in state `Done`: its BLAKE3 matched).
-    pub fn take_object(&mut self) -> Option<Vec<u8>> {
+    pub fn take_object(&mut self) -> Option<AnonBuf> {
         if self.state == ReceiverState::Done && !self.released {
             self.released = true;
-            return Some(std::mem::take(&mut self.object));
+            return Some(std::mem::replace(
+                &mut self.object,
+                AnonBuf::Heap(Vec::new()),
+            ));
         }
         None
     }
@@ -615,7 +619,7 @@ impl<'b> Receiver<'b> {
                 m.windows,
             ),
             have: self.have.clone(),
-            object: self.object.clone(),
+            object: self.object.to_vec(),
         })
     }
 
@@ -759,11 +763,11 @@ impl<'b> Receiver<'b> {
             Some(r) if r.key == key && r.have.len() == n => {
                 self.have_count = r.have.iter().filter(|h| **h).count() as u64;
                 self.have = r.have;
-                self.object = r.object;
+                self.object = AnonBuf::Heap(r.object);
             }
             _ => {
                 self.have = vec![false; n];
-                self.object = vec![0u8; m.object_size as usize];
+                self.object = AnonBuf::zeroed(m.object_size as usize);
             }
         }
         self.state = ReceiverState::Receiving;
@@ -893,7 +897,7 @@ impl<'b> Receiver<'b> {
             }
             self.resend_done(now, true);
         } else {
-            self.object = Vec::new();
+            self.object = AnonBuf::Heap(Vec::new());
             self.refuse(DoneStatus::HashMismatch, FailReason::HashMismatch);
         }
         self.timer = None;
