@@ -49,6 +49,7 @@ fn link(dir: &Path) -> LinkArgs {
         backend: "std".into(),
         rto_ms: 20,
         idle_timeout_s: 20,
+        max_in_flight: 512,
         receipts: Some(dir.join("receipts")),
         json: true,
         loss_percent: 0.0,

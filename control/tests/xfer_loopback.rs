@@ -20,6 +20,7 @@ fn link(receipts: &Path, loss: f64) -> LinkArgs {
         backend: "std".into(),
         rto_ms: 10,
         idle_timeout_s: 5,
+        max_in_flight: 512,
         receipts: Some(receipts.to_path_buf()),
         json: true,
         loss_percent: loss,

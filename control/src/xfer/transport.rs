@@ -33,6 +33,9 @@ pub struct LinkArgs {
     /// Give up after this many seconds without a valid frame from the peer.
     #[arg(long, default_value_t = 10)]
     pub idle_timeout_s: u64,
+    /// Sender flow control: most windows sent beyond the highest one ACKed.
+    #[arg(long, default_value_t = 512)]
+    pub max_in_flight: u32,
     /// Receipts directory (default $PFS_RECEIPTS or ~/.local/state/pfs/receipts).
     #[arg(long)]
     pub receipts: Option<PathBuf>,
@@ -125,8 +128,10 @@ fn parse_addr(flag: &str, s: &str) -> anyhow::Result<SocketAddr> {
 }
 
 fn cfg(l: &LinkArgs) -> anyhow::Result<Config> {
-    if l.rto_ms == 0 || l.idle_timeout_s == 0 {
-        return Err(bad("--rto-ms and --idle-timeout-s must be at least 1"));
+    if l.rto_ms == 0 || l.idle_timeout_s == 0 || l.max_in_flight == 0 {
+        return Err(bad(
+            "--rto-ms, --idle-timeout-s and --max-in-flight must be at least 1",
+        ));
     }
     if !(0.0..=100.0).contains(&l.loss_percent) {
         return Err(bad(format!(
@@ -138,6 +143,7 @@ fn cfg(l: &LinkArgs) -> anyhow::Result<Config> {
         rto: Duration::from_millis(l.rto_ms),
         max_rto: Duration::from_secs(1).max(Duration::from_millis(l.rto_ms)),
         idle_timeout: Duration::from_secs(l.idle_timeout_s),
+        max_in_flight: l.max_in_flight,
     })
 }
 

@@ -729,6 +729,125 @@ impl From<WireError> for ContainerApply {
     }
 }
 
+/// Why a window could not be applied in one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// The container is malformed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A section reaches outside the blob or the output.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// Checks and applies a container in one pass: the same checks as
+/// [`ContainerPacket::new_checked`] plus `decoded length == out.len()`, writing
+/// each section into `out` as it is read. On error, `out` may be partly written.
+pub fn apply_container(
+    buf: &[u8],
+    anchor: u64,
+    allow_raw: bool,
+    blob: &[u8],
+    out: &mut [u8],
+) -> Result<Mode, WindowError> {
+    need(buf, 0, CONTAINER_HEADER_LEN)?;
+    let mode = match [buf[0], buf[1], buf[2], buf[3]] {
+        PVRT_MAGIC => Mode::Pvrt,
+        OFFS_MAGIC => Mode::Offs,
+        _ => return Err(WireError::BadMagic { at: 0 }.into()),
+    };
+    if buf[4] != 1 {
+        return Err(WireError::Version(buf[4]).into());
+    }
+    let (flags, count) = (buf[5], u16_at(buf, 6) as usize);
+    let mut pos = 0usize;
+    match mode {
+        Mode::Pvrt => {
+            if flags & !FLAG_RAW != 0 || (flags & FLAG_RAW != 0 && !allow_raw) {
+                return Err(WireError::Invalid {
+                    field: "PVRT flags",
+                    at: 5,
+                }
+                .into());
+            }
+            let raw_ok = flags & FLAG_RAW != 0;
+            let mut at = CONTAINER_HEADER_LEN;
+            let mut cursor = anchor;
+            for _ in 0..count {
+                let s = get_section(buf, &mut at, &mut cursor)?;
+                if !raw_ok && matches!(s, Section::Raw(_)) {
+                    return Err(WireError::Invalid {
+                        field: "RAW section in a BREF-only container",
+                        at,
+                    }
+                    .into());
+                }
+                apply_section(blob, &s, &mut out[pos..])?;
+                pos += s.len() as usize;
+            }
+            if at != buf.len() {
+                return Err(WireError::Trailing {
+                    at,
+                    extra: buf.len() - at,
+                }
+                .into());
+            }
+        }
+        Mode::Offs => {
+            if flags != 0 {
+                return Err(WireError::Invalid {
+                    field: "OFFS flags",
+                    at: 5,
+                }
+                .into());
+            }
+            let want = CONTAINER_HEADER_LEN + count * OFFS_TUPLE_LEN;
+            need(buf, 0, want)?;
+            if buf.len() != want {
+                return Err(WireError::Trailing {
+                    at: want,
+                    extra: buf.len() - want,
+                }
+                .into());
+            }
+            for i in 0..count {
+                let at = CONTAINER_HEADER_LEN + i * OFFS_TUPLE_LEN;
+                let tf = buf[at];
+                let xf =
+                    Transform::from_code((tf >> 1) & 3, tf >> 3).ok_or(WireError::Invalid {
+                        field: "OFFS tuple flags",
+                        at,
+                    })?;
+                let raw_off = u64_at(buf, at + 1);
+                let offset = if tf & OFFS_RELATIVE != 0 {
+                    anchor.wrapping_add(raw_off)
+                } else {
+                    raw_off
+                };
+                let len = u64::from(u32_at(buf, at + 9));
+                if len == 0 {
+                    return Err(WireError::Invalid {
+                        field: "OFFS tuple length",
+                        at: at + 9,
+                    }
+                    .into());
+                }
+                let s = Section::Bref(Bref { offset, len, xf });
+                apply_section(blob, &s, &mut out[pos..])?;
+                pos += len as usize;
+            }
+        }
+    }
+    if pos != out.len() {
+        return Err(ApplyError::Length {
+            produced: pos as u64,
+            expected: out.len() as u64,
+        }
+        .into());
+    }
+    Ok(mode)
+}
+
 // ---------------------------------------------------------------- IPROG
 
 /// IPROG magic.
@@ -997,6 +1116,34 @@ mod tests {
             let mut back = Vec::new();
             c.for_each::<WireError>(|s| { back.push(s); Ok(()) }).unwrap();
             prop_assert_eq!(back, secs);
+        }
+
+        #[test]
+        fn one_pass_apply_equals_checked_apply(v in proptest::collection::vec((0u64..4000, 1u64..100, 0u8..3, any::<bool>()), 0..30), pvrt in any::<bool>(), extra in 0usize..3) {
+            let blob: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 256) as u8).collect();
+            let raws: Vec<Vec<u8>> = v.iter().map(|&(_, n, _, _)| vec![n as u8; n as usize]).collect();
+            let secs: Vec<Section<'_>> = v.iter().zip(&raws).map(|(&(o, n, x, raw), r)| {
+                if raw && pvrt { Section::Raw(r) } else {
+                    let xf = [Transform::Identity, Transform::Xor(3), Transform::Add(9)][x as usize];
+                    Section::Bref(Bref { offset: o, len: n, xf })
+                }
+            }).collect();
+            let mode = if pvrt { Mode::Pvrt } else { Mode::Offs };
+            let mut c = Vec::new();
+            encode_container(mode, 2048, &secs, &mut c).unwrap();
+            let total: u64 = secs.iter().map(|s| s.len()).sum();
+            let mut a = vec![0u8; total as usize + extra];
+            let mut b = vec![0u8; total as usize + extra];
+            let one = apply_container(&c, 2048, true, &blob, &mut a);
+            let two = ContainerPacket::new_checked(&c[..], 2048, true).map_err(WindowError::from).and_then(|p| p.apply(&blob, &mut b).map_err(WindowError::from));
+            prop_assert_eq!(one.is_ok(), two.is_ok());
+            if one.is_ok() { prop_assert_eq!(a, b); }
+        }
+
+        #[test]
+        fn one_pass_apply_never_panics(b in proptest::collection::vec(any::<u8>(), 0..300), n in 0usize..500) {
+            let mut out = vec![0u8; n];
+            let _ = apply_container(&b, 100, true, &[5u8; 300], &mut out);
         }
 
         #[test]

@@ -55,6 +55,8 @@ pub enum FrameType {
     End = 5,
     /// Outcome (receiver → sender).
     Done = 6,
+    /// Flow-control progress (receiver → sender).
+    Ack = 7,
 }
 
 impl FrameType {
@@ -67,6 +69,7 @@ impl FrameType {
             4 => FrameType::Win,
             5 => FrameType::End,
             6 => FrameType::Done,
+            7 => FrameType::Ack,
             _ => return None,
         })
     }
@@ -209,6 +212,15 @@ pub struct EndRepr {
     pub sent: u32,
 }
 
+/// ACK payload: flow-control progress within the round of NEED `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckRepr {
+    /// The receiver's current NEED seq.
+    pub seq: u32,
+    /// Highest window index received since that NEED was sent.
+    pub highest: u32,
+}
+
 /// DONE status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -260,6 +272,8 @@ pub enum FrameRepr<'a> {
     End(EndRepr),
     /// DONE.
     Done(DoneRepr),
+    /// ACK.
+    Ack(AckRepr),
 }
 
 fn rd_u32(b: &[u8], at: usize) -> u32 {
@@ -402,6 +416,13 @@ impl<'a> FrameRepr<'a> {
                     sent: rd_u32(p, 4),
                 })
             }
+            FrameType::Ack => {
+                exact(p, 8)?;
+                FrameRepr::Ack(AckRepr {
+                    seq: rd_u32(p, 0),
+                    highest: rd_u32(p, 4),
+                })
+            }
             FrameType::Done => {
                 exact(p, 36)?;
                 let status = DoneStatus::from_code(p[0]).ok_or(WireError::Invalid {
@@ -433,6 +454,7 @@ impl<'a> FrameRepr<'a> {
             FrameRepr::Win(_) => FrameType::Win,
             FrameRepr::End(_) => FrameType::End,
             FrameRepr::Done(_) => FrameType::Done,
+            FrameRepr::Ack(_) => FrameType::Ack,
         }
     }
 
@@ -485,6 +507,10 @@ impl<'a> FrameRepr<'a> {
             FrameRepr::End(e) => {
                 out.extend_from_slice(&e.seq.to_le_bytes());
                 out.extend_from_slice(&e.sent.to_le_bytes());
+            }
+            FrameRepr::Ack(a) => {
+                out.extend_from_slice(&a.seq.to_le_bytes());
+                out.extend_from_slice(&a.highest.to_le_bytes());
             }
             FrameRepr::Done(d) => {
                 out.push(d.status as u8);

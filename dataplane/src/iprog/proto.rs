@@ -7,9 +7,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::WireError;
-use super::codec::{ContainerPacket, Mode, Op, anchor};
+use super::codec::{Mode, Op, anchor, apply_container};
 use super::frame::{
-    self, DoneRepr, DoneStatus, EndRepr, FrameRepr, MAX_NEED_RANGES, MfstRepr, NeedRepr,
+    self, AckRepr, DoneRepr, DoneStatus, EndRepr, FrameRepr, MAX_NEED_RANGES, MfstRepr, NeedRepr,
     PrefaceRepr, WinRepr,
 };
 use super::window::{Window, windows};
@@ -24,7 +24,12 @@ pub struct Config {
     pub max_rto: Duration,
     /// Without a valid frame from the peer for this long, the transfer fails.
     pub idle_timeout: Duration,
+    /// Sender: most windows of a round sent beyond the highest one ACKed.
+    pub max_in_flight: u32,
 }
+
+/// The receiver ACKs every this many WIN frames of a round.
+pub const ACK_EVERY: u32 = 32;
 
 impl Default for Config {
     fn default() -> Config {
@@ -32,6 +37,7 @@ impl Default for Config {
             rto: Duration::from_millis(50),
             max_rto: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(10),
+            max_in_flight: 512,
         }
     }
 }
@@ -86,6 +92,10 @@ pub struct Stats {
     pub needs: u64,
     /// Retransmission timer expiries.
     pub timeouts: u64,
+    /// ACK frames sent (receiver) or acted on (sender).
+    pub acks: u64,
+    /// Sender: times the in-flight limit was released by the timer, not an ACK.
+    pub stalls: u64,
 }
 
 impl Stats {
@@ -198,6 +208,9 @@ pub struct Sender {
     next: usize,
     in_flight_for: u32,
     sent_for_round: u32,
+    round_sent: Vec<u32>,
+    acked: usize,
+    stalled: bool,
     ever_sent: Vec<bool>,
     last_need: Option<u32>,
     queue: VecDeque<Vec<u8>>,
@@ -235,6 +248,9 @@ impl Sender {
             next: n,
             in_flight_for: 0,
             sent_for_round: 0,
+            round_sent: Vec::new(),
+            acked: 0,
+            stalled: false,
             ever_sent: vec![false; n],
             last_need: None,
             queue: VecDeque::new(),
@@ -301,6 +317,10 @@ impl Sender {
                 self.last_heard = now;
                 self.on_need(now, &n);
             }
+            FrameRepr::Ack(a) => {
+                self.last_heard = now;
+                self.on_ack(a);
+            }
             FrameRepr::Done(d) => {
                 self.last_heard = now;
                 self.state = match d.status {
@@ -317,6 +337,23 @@ impl Sender {
                 self.timer = None;
             }
             _ => self.stats.unexpected += 1,
+        }
+    }
+
+    fn on_ack(&mut self, a: AckRepr) {
+        if self.last_need != Some(a.seq) {
+            self.stats.stale += 1;
+            return;
+        }
+        self.stats.acks += 1;
+        // Windows go out in index order within a round.
+        let pos = self.round_sent.partition_point(|&i| i <= a.highest);
+        if pos > self.acked {
+            self.acked = pos;
+            if self.stalled {
+                self.stalled = false;
+                self.timer = None;
+            }
         }
     }
 
@@ -352,6 +389,9 @@ impl Sender {
         }
         self.in_flight_for = n.seq;
         self.sent_for_round = 0;
+        self.round_sent.clear();
+        self.acked = 0;
+        self.stalled = false;
         self.state = SenderState::Sending;
         self.timer = None;
         self.rto = self.cfg.rto;
@@ -379,7 +419,14 @@ impl Sender {
             while self.next < self.pending.len() && !self.pending[self.next] {
                 self.next += 1;
             }
-            if self.next < self.pending.len() {
+            let in_flight = self.round_sent.len() - self.acked;
+            if self.next < self.pending.len() && in_flight >= self.cfg.max_in_flight as usize {
+                // Flow control: wait for an ACK (or the timer).
+                if !self.stalled {
+                    self.stalled = true;
+                    self.timer = Some(now + self.rto);
+                }
+            } else if self.next < self.pending.len() {
                 let i = self.next;
                 self.pending[i] = false;
                 self.next += 1;
@@ -391,6 +438,7 @@ impl Sender {
                 }
                 self.ever_sent[i] = true;
                 self.sent_for_round += 1;
+                self.round_sent.push(i as u32);
             } else {
                 self.queue_end(now);
                 if let Some(d) = self.queue.pop_front() {
@@ -436,6 +484,13 @@ impl Sender {
                 let _ = self.queue_handshake(now);
             }
             SenderState::AwaitNeed => self.queue_end(now),
+            SenderState::Sending if self.stalled => {
+                // No ACK progress: count what is in flight as gone (NEED repairs it).
+                self.stats.stalls += 1;
+                self.acked = self.round_sent.len();
+                self.stalled = false;
+                self.timer = None;
+            }
             _ => self.timer = None,
         }
     }
@@ -500,6 +555,8 @@ pub struct Receiver<'b> {
     have: Vec<bool>,
     have_count: u64,
     need_seq: u32,
+    round_high: u32,
+    round_wins: u32,
     last_need: Option<Vec<u8>>,
     queue: VecDeque<Vec<u8>>,
     timer: Option<Instant>,
@@ -527,6 +584,8 @@ impl<'b> Receiver<'b> {
             have: Vec::new(),
             have_count: 0,
             need_seq: 0,
+            round_high: 0,
+            round_wins: 0,
             last_need: None,
             queue: VecDeque::new(),
             timer: None,
@@ -660,7 +719,9 @@ impl<'b> Receiver<'b> {
             FrameRepr::Mfst(m) => self.on_mfst(now, m),
             FrameRepr::Win(w) => self.on_win(now, &w),
             FrameRepr::End(e) => self.on_end(now, e),
-            FrameRepr::Need(_) | FrameRepr::Done(_) => self.stats.unexpected += 1,
+            FrameRepr::Need(_) | FrameRepr::Done(_) | FrameRepr::Ack(_) => {
+                self.stats.unexpected += 1
+            }
         }
     }
 
@@ -795,6 +856,8 @@ impl<'b> Receiver<'b> {
         }
         let missing = (total as u64 - self.have_count) as u32;
         self.need_seq = seq;
+        self.round_high = 0;
+        self.round_wins = 0;
         let Some(s) = self.session else { return };
         if let Ok(d) = (FrameRepr::Need(NeedRepr {
             seq,
@@ -828,6 +891,19 @@ impl<'b> Receiver<'b> {
             self.stats.bad_windows += 1;
             return;
         }
+        self.round_high = self.round_high.max(w.index);
+        self.round_wins = self.round_wins.wrapping_add(1);
+        if self.round_wins.is_multiple_of(ACK_EVERY)
+            && let Some(s) = self.session
+            && let Ok(d) = (FrameRepr::Ack(AckRepr {
+                seq: self.need_seq,
+                highest: self.round_high,
+            }))
+            .to_datagram(s)
+        {
+            self.queue.push_back(d);
+            self.stats.acks += 1;
+        }
         if self.have[i] {
             self.stats.duplicate_windows += 1;
             return;
@@ -837,17 +913,13 @@ impl<'b> Receiver<'b> {
             self.stats.bad_windows += 1;
             return;
         };
-        let c = match ContainerPacket::new_checked(w.container, p.anchor, p.flags & 1 != 0) {
-            Ok(c) if c.mode().code() == p.mode => c,
+        let out = &mut self.object[w.offset as usize..end as usize];
+        match apply_container(w.container, p.anchor, p.flags & 1 != 0, self.blob, out) {
+            Ok(mode) if mode.code() == p.mode => {}
             _ => {
                 self.stats.bad_windows += 1;
                 return;
             }
-        };
-        let out = &mut self.object[w.offset as usize..end as usize];
-        if c.apply(self.blob, out).is_err() {
-            self.stats.bad_windows += 1;
-            return;
         }
         self.have[i] = true;
         self.have_count += 1;

@@ -224,6 +224,7 @@ fn cfg() -> Config {
         rto: Duration::from_millis(20),
         max_rto: Duration::from_millis(500),
         idle_timeout: Duration::from_secs(5),
+        max_in_flight: 64,
     }
 }
 
@@ -486,7 +487,11 @@ fn nak_storm_does_not_multiply_traffic() {
     let t = transfer(&b, &obj, Mode::Pvrt);
     let n = t.windows.len() as u64;
     let t0 = Instant::now();
-    let mut s = Sender::new(cfg(), 3, t, t0).unwrap();
+    let unlimited = Config {
+        max_in_flight: u32::MAX,
+        ..cfg()
+    };
+    let mut s = Sender::new(unlimited, 3, t, t0).unwrap();
     let mut buf = Vec::new();
     while s.poll_transmit(t0, &mut buf) {}
     let all = NeedRepr {
@@ -586,4 +591,50 @@ fn raw_transfers_need_a_receiver_that_accepts_raw() {
     let mut r = Receiver::new(rcfg(), &b, fingerprint_bytes(&b), w.t0);
     w.run(&mut s, &mut r, Duration::from_secs(60));
     assert_eq!(&r.take_object().unwrap()[..], &obj[..]);
+}
+
+#[test]
+fn flow_control_waits_for_acks_then_the_timer() {
+    let b = blob();
+    let obj = object(300_000, 5);
+    let t = transfer(&b, &obj, Mode::Pvrt);
+    let n = t.windows.len() as u32;
+    assert!(n > 40, "{n}");
+    let t0 = Instant::now();
+    let c = Config {
+        max_in_flight: 10,
+        ..cfg()
+    };
+    let mut s = Sender::new(c, 4, t, t0).unwrap();
+    let mut buf = Vec::new();
+    while s.poll_transmit(t0, &mut buf) {}
+    let need = NeedRepr {
+        seq: 0,
+        missing: n,
+        ranges: vec![(0, n)],
+    };
+    s.handle_datagram(t0, &FrameRepr::Need(need).to_datagram(4).unwrap());
+    let mut count = |s: &mut Sender, now| {
+        let mut k = 0;
+        while s.poll_transmit(now, &mut buf) {
+            k += 1;
+        }
+        k
+    };
+    assert_eq!(count(&mut s, t0), 10, "stops at the in-flight limit");
+    // An ACK for window 4 frees five slots; one from another round frees none.
+    let ack = |seq, highest| {
+        FrameRepr::Ack(frame::AckRepr { seq, highest })
+            .to_datagram(4)
+            .unwrap()
+    };
+    s.handle_datagram(t0, &ack(0, 4));
+    assert_eq!(count(&mut s, t0), 5);
+    s.handle_datagram(t0, &ack(7, 100));
+    assert_eq!(count(&mut s, t0), 0);
+    // No ACK for an RTO: the limit is released and counted as a stall.
+    let later = s.poll_timeout().unwrap();
+    s.handle_timeout(later);
+    assert_eq!(s.stats().stalls, 1);
+    assert_eq!(count(&mut s, later), 10);
 }

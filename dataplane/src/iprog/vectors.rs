@@ -8,7 +8,8 @@ use super::codec::{
 };
 use super::crc16::crc16;
 use super::frame::{
-    DoneRepr, DoneStatus, EndRepr, FrameRepr, MfstRepr, NeedRepr, PrefaceRepr, WinRepr, decode,
+    AckRepr, DoneRepr, DoneStatus, EndRepr, FrameRepr, MfstRepr, NeedRepr, PrefaceRepr, WinRepr,
+    decode,
 };
 use super::vblob::{Identity, VirtualBlob};
 
@@ -128,6 +129,7 @@ fn frames() -> Vec<(&'static str, FrameRepr<'static>)> {
                 object_hash: [0x33; 32],
             }),
         ),
+        ("frame-ack", FrameRepr::Ack(AckRepr { seq: 1, highest: 9 })),
     ]
 }
 
