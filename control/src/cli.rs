@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{bench_local, blob, demo, plan, xfer};
+use crate::{bench_local, blob, demo, lab, linerate, milkshake, plan, xfer};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -29,6 +29,14 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The netns lab: two namespaces joined by a veth pair.
+    #[command(subcommand)]
+    Lab(lab::cmd::LabCommand),
+    /// Firewall-counter compute on XDP and nftables counters (specs/milkshake.md).
+    #[command(subcommand)]
+    Milkshake(milkshake::run::MilkshakeCommand),
+    /// Line-rate UDP probes: tx, rx or reflect over xsk, uring or mmsg.
+    Linerate(linerate::LinerateArgs),
     /// Arithmetic transfer: compile to offsets, send and receive over UDP.
     #[command(subcommand)]
     Xfer(xfer::XferCommand),
@@ -74,6 +82,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Blob(BlobCommand::Status(a)) => xfer::vblob::run_status(&a),
         Command::Xfer(c) => xfer::run(&c),
         Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
+        Command::Lab(c) => lab::cmd::run(&c),
+        Command::Milkshake(c) => milkshake::run::dispatch(&c),
+        Command::Linerate(a) => linerate::run(&a),
     }
 }
 

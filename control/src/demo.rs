@@ -36,6 +36,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     println!("pfs demo: working in {}", dir.path().display());
     let mut rows = Vec::new();
     demo_kernels(dir.path(), args.size_mib, &mut rows)?;
+    demo_linerate(dir.path(), &mut rows)?;
     print_table(&rows);
     if args.keep {
         let kept = dir.keep();
@@ -70,6 +71,120 @@ fn demo_kernels(dir: &Path, size_mib: u64, rows: &mut Vec<Row>) -> anyhow::Resul
                 r.throughput_gbps, r.p99_us, r.workers
             ),
         });
+    }
+    Ok(())
+}
+
+/// When privileged: a lab, and a 2-second `pfs linerate` run per backend across
+/// it (rx in b, tx at max in a). Otherwise a row saying what was skipped and why.
+fn demo_linerate(_dir: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use crate::lab::Lab;
+    use crate::linerate::{self, LinerateArgs, Outcome, Role};
+
+    let skip = |rows: &mut Vec<Row>, why: String| {
+        println!("linerate: skipped: {why}");
+        rows.push(Row {
+            step: "linerate (lab, 2 s per backend)".into(),
+            outcome: "skipped".into(),
+            figure: why,
+        });
+    };
+    if !pfs_dataplane::io::sys::is_root() {
+        skip(
+            rows,
+            "needs root (network namespaces, veth, XDP); run `sudo pfs demo`".into(),
+        );
+        return Ok(());
+    }
+    let name = format!("dm{}", std::process::id() % 1_000_000);
+    if let Err(e) = Lab::up(&name) {
+        skip(rows, format!("lab up failed: {e}"));
+        return Ok(());
+    }
+    struct Down(String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = crate::lab::Lab::down(&self.0);
+            let _ = std::fs::remove_file(crate::lab::state::lock_path(&self.0));
+        }
+    }
+    let _down = Down(name.clone());
+    let args = |role, backend: &str| LinerateArgs {
+        role,
+        backend: backend.to_string(),
+        size: 64,
+        rate: "max".into(),
+        duration: if role == Role::Tx { 2.0 } else { 3.0 },
+        count: None,
+        lab: Some(name.clone()),
+        json: false,
+        port: 47000,
+        batch: 64,
+        core: None,
+        xdp_mode: "auto".into(),
+        quiet: true,
+    };
+    for (backend, probe) in pfs_dataplane::io::probe() {
+        let step = format!("linerate {backend} 64 B, lab {name}");
+        if let Err(e) = probe {
+            rows.push(Row {
+                step,
+                outcome: "skipped".into(),
+                figure: e.to_string(),
+            });
+            continue;
+        }
+        let rx_plan = linerate::plan(&args(Role::Rx, backend.name()))?;
+        let tx_plan = linerate::plan(&args(Role::Tx, backend.name()))?;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (rxf, txf) = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                linerate::execute(
+                    &rx_plan,
+                    &stop,
+                    |_| {
+                        let _ = ready_tx.send(());
+                    },
+                    |_, _| {},
+                )
+            });
+            let txf = match ready_rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(()) => linerate::execute(&tx_plan, &stop, |_| {}, |_, _| {}),
+                Err(_) => Err(anyhow::anyhow!("rx did not become ready")),
+            };
+            let rxf = h
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("rx worker panicked")));
+            (rxf, txf)
+        });
+        match (rxf, txf) {
+            (Ok(rxf), Ok(txf)) => {
+                let (Outcome::Rx(r), Outcome::Tx(t)) = (&rxf.outcome, &txf.outcome) else {
+                    anyhow::bail!("linerate {backend}: unexpected outcomes");
+                };
+                rows.push(Row {
+                    step,
+                    outcome: format!(
+                        "sent {} recv {} lost {} corrupt {}",
+                        t.sent, r.packets, r.lost, r.corrupt
+                    ),
+                    figure: format!(
+                        "tx {:.0} pps, rx {:.0} pps, one-way p50 {:.0} us p99 {:.0} us ({})",
+                        txf.pps(),
+                        rxf.pps(),
+                        r.latency.quantile_us(0.5),
+                        r.latency.quantile_us(0.99),
+                        txf.mode.split(',').next().unwrap_or("")
+                    ),
+                });
+            }
+            (Err(e), _) | (_, Err(e)) => rows.push(Row {
+                step,
+                outcome: "failed".into(),
+                figure: format!("{e:#}"),
+            }),
+        }
     }
     Ok(())
 }

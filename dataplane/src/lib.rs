@@ -4,11 +4,15 @@
 //! [`ranges`] (the 1 MiB range planner), [`fill`] (deterministic blob content) and
 //! [`exec`] (instructions split into windows and combined). [`workers`] pins
 //! threads to cores, [`stats`] keeps latency histograms, [`mapped`] maps files.
+//! [`io`] holds the batched UDP backends (mmsg, io_uring, AF_XDP) and
+//! [`linerate`] the line-rate probe format and loops.
 
 pub mod exec;
 pub mod fill;
+pub mod io;
 pub mod iprog;
 pub mod kernels;
+pub mod linerate;
 pub mod mapped;
 pub mod netns;
 pub mod ranges;

@@ -46,3 +46,42 @@ pub fn settle(guard: Guard) -> bool {
         }
     }
 }
+
+/// A lab name (`[a-z0-9]{1,8}`) unique on this machine for this process: `tag`
+/// (one letter), the pid in base 36 and a per-process counter, so parallel tests
+/// and other people's concurrent runs never share a namespace or link name.
+pub fn unique_lab_name(tag: char) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 36;
+    let mut pid = std::process::id();
+    let mut digits = Vec::new();
+    loop {
+        digits.push(std::char::from_digit(pid % 36, 36).unwrap_or('0'));
+        pid /= 36;
+        if pid == 0 {
+            break;
+        }
+    }
+    let pid36: String = digits.iter().rev().collect();
+    let ctr = std::char::from_digit(n, 36).unwrap_or('0');
+    let tag = if tag.is_ascii_lowercase() { tag } else { 't' };
+    format!("{tag}{pid36}{ctr}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lab_names_are_valid_and_distinct() {
+        let a = super::unique_lab_name('x');
+        let b = super::unique_lab_name('x');
+        assert_ne!(a, b);
+        for n in [a, b] {
+            assert!(n.len() <= 8, "{n}");
+            assert!(
+                n.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            );
+        }
+    }
+}

@@ -471,11 +471,19 @@ mod tests {
     #[test]
     fn large_buffers_match_scalar() {
         let oracle = Kernels::scalar();
-        let buf = pattern(3 * 1024 * 1024 + 77, 11);
-        for backend in Backend::available() {
-            let k = Kernels::new(backend).unwrap();
-            for op in all_ops() {
-                assert_eq!(k.eval(op, &buf), oracle.eval(op, &buf), "{backend} {op}");
+        // Random-ish bytes, and uniform buffers where every lane's byte counter
+        // reaches its flush limit (counteq keeps 8-bit counters between folds).
+        let bufs = [
+            pattern(3 * 1024 * 1024 + 77, 11),
+            vec![0u8; 1024 * 1024 + 333],
+            vec![0xffu8; 300_000],
+        ];
+        for buf in &bufs {
+            for backend in Backend::available() {
+                let k = Kernels::new(backend).unwrap();
+                for op in all_ops() {
+                    assert_eq!(k.eval(op, buf), oracle.eval(op, buf), "{backend} {op}");
+                }
             }
         }
     }

@@ -58,22 +58,44 @@ pub fn add_sse42(data: &[u8]) -> u64 {
 
 #[target_feature(enable = "avx2,popcnt")]
 pub fn counteq_avx2(data: &[u8], imm: u8) -> u64 {
+    // `vpcmpeqb` yields -1 in matching lanes; subtracting it adds 1 to byte
+    // counters, folded into u64 lanes with `vpsadbw` every 255 blocks.
     let needle = _mm256_set1_epi8(imm as i8);
-    let (mut n0, mut n1) = (0u64, 0u64);
-    let mut chunks = data.chunks_exact(64);
-    for c in &mut chunks {
-        let p = c.as_ptr();
-        // SAFETY: `c` is exactly 64 readable bytes; both 32-byte loads are inside it.
-        let (a, b) = unsafe {
-            (
-                _mm256_loadu_si256(p.cast()),
-                _mm256_loadu_si256(p.add(32).cast()),
-            )
-        };
-        n0 += u64::from((_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, needle)) as u32).count_ones());
-        n1 += u64::from((_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, needle)) as u32).count_ones());
+    let zero = _mm256_setzero_si256();
+    let mut total = zero;
+    let mut blocks = data.chunks_exact(128);
+    let mut n_blocks = blocks.len();
+    while n_blocks > 0 {
+        let batch = n_blocks.min(255);
+        n_blocks -= batch;
+        let (mut a0, mut a1, mut a2, mut a3) = (zero, zero, zero, zero);
+        for c in blocks.by_ref().take(batch) {
+            let p = c.as_ptr();
+            // SAFETY: `c` is exactly 128 readable bytes; the four 32-byte loads are
+            // inside it.
+            let (v0, v1, v2, v3) = unsafe {
+                (
+                    _mm256_loadu_si256(p.cast()),
+                    _mm256_loadu_si256(p.add(32).cast()),
+                    _mm256_loadu_si256(p.add(64).cast()),
+                    _mm256_loadu_si256(p.add(96).cast()),
+                )
+            };
+            a0 = _mm256_sub_epi8(a0, _mm256_cmpeq_epi8(v0, needle));
+            a1 = _mm256_sub_epi8(a1, _mm256_cmpeq_epi8(v1, needle));
+            a2 = _mm256_sub_epi8(a2, _mm256_cmpeq_epi8(v2, needle));
+            a3 = _mm256_sub_epi8(a3, _mm256_cmpeq_epi8(v3, needle));
+        }
+        total = _mm256_add_epi64(total, _mm256_sad_epu8(a0, zero));
+        total = _mm256_add_epi64(total, _mm256_sad_epu8(a1, zero));
+        total = _mm256_add_epi64(total, _mm256_sad_epu8(a2, zero));
+        total = _mm256_add_epi64(total, _mm256_sad_epu8(a3, zero));
     }
-    n0 + n1 + counteq_sse42(chunks.remainder(), imm)
+    let n = (_mm256_extract_epi64::<0>(total) as u64)
+        + (_mm256_extract_epi64::<1>(total) as u64)
+        + (_mm256_extract_epi64::<2>(total) as u64)
+        + (_mm256_extract_epi64::<3>(total) as u64);
+    n + counteq_sse42(blocks.remainder(), imm)
 }
 
 #[target_feature(enable = "avx2")]
@@ -136,27 +158,44 @@ fn tail_mask(n: usize) -> u64 {
 
 #[target_feature(enable = "avx512f,avx512bw,popcnt")]
 pub fn counteq_avx512(data: &[u8], imm: u8) -> u64 {
+    // Byte counters in vectors: each compare adds 1 to the lanes that match (a
+    // masked subtract of -1), and every 255 blocks `vpsadbw` folds the byte
+    // counters into u64 lanes before they can wrap. This keeps the loop on vector
+    // ports instead of moving every mask to a general register.
     let needle = _mm512_set1_epi8(imm as i8);
-    let (mut n0, mut n1, mut n2, mut n3) = (0u64, 0u64, 0u64, 0u64);
-    let mut chunks = data.chunks_exact(256);
-    for c in &mut chunks {
-        let p = c.as_ptr();
-        // SAFETY: `c` is exactly 256 readable bytes; the four 64-byte loads are inside it.
-        let (a, b, d, e) = unsafe {
-            (
-                _mm512_loadu_si512(p.cast()),
-                _mm512_loadu_si512(p.add(64).cast()),
-                _mm512_loadu_si512(p.add(128).cast()),
-                _mm512_loadu_si512(p.add(192).cast()),
-            )
-        };
-        n0 += u64::from(_mm512_cmpeq_epi8_mask(a, needle).count_ones());
-        n1 += u64::from(_mm512_cmpeq_epi8_mask(b, needle).count_ones());
-        n2 += u64::from(_mm512_cmpeq_epi8_mask(d, needle).count_ones());
-        n3 += u64::from(_mm512_cmpeq_epi8_mask(e, needle).count_ones());
+    let minus_one = _mm512_set1_epi8(-1);
+    let zero = _mm512_setzero_si512();
+    let mut total = zero;
+    let mut blocks = data.chunks_exact(256);
+    let mut n_blocks = blocks.len();
+    while n_blocks > 0 {
+        let batch = n_blocks.min(255);
+        n_blocks -= batch;
+        let (mut a0, mut a1, mut a2, mut a3) = (zero, zero, zero, zero);
+        for c in blocks.by_ref().take(batch) {
+            let p = c.as_ptr();
+            // SAFETY: `c` is exactly 256 readable bytes; the four 64-byte loads are
+            // inside it.
+            let (v0, v1, v2, v3) = unsafe {
+                (
+                    _mm512_loadu_si512(p.cast()),
+                    _mm512_loadu_si512(p.add(64).cast()),
+                    _mm512_loadu_si512(p.add(128).cast()),
+                    _mm512_loadu_si512(p.add(192).cast()),
+                )
+            };
+            a0 = _mm512_mask_sub_epi8(a0, _mm512_cmpeq_epi8_mask(v0, needle), a0, minus_one);
+            a1 = _mm512_mask_sub_epi8(a1, _mm512_cmpeq_epi8_mask(v1, needle), a1, minus_one);
+            a2 = _mm512_mask_sub_epi8(a2, _mm512_cmpeq_epi8_mask(v2, needle), a2, minus_one);
+            a3 = _mm512_mask_sub_epi8(a3, _mm512_cmpeq_epi8_mask(v3, needle), a3, minus_one);
+        }
+        total = _mm512_add_epi64(total, _mm512_sad_epu8(a0, zero));
+        total = _mm512_add_epi64(total, _mm512_sad_epu8(a1, zero));
+        total = _mm512_add_epi64(total, _mm512_sad_epu8(a2, zero));
+        total = _mm512_add_epi64(total, _mm512_sad_epu8(a3, zero));
     }
-    let mut n = n0 + n1 + n2 + n3;
-    let mut rest = chunks.remainder().chunks_exact(64);
+    let mut n = _mm512_reduce_add_epi64(total) as u64;
+    let mut rest = blocks.remainder().chunks_exact(64);
     for c in &mut rest {
         // SAFETY: `c` is exactly 64 readable bytes.
         let v = unsafe { _mm512_loadu_si512(c.as_ptr().cast()) };
