@@ -16,8 +16,12 @@ fn free_port() -> u16 {
 }
 
 fn link(receipts: &Path, loss: f64) -> LinkArgs {
+    link_on("std", receipts, loss)
+}
+
+fn link_on(backend: &str, receipts: &Path, loss: f64) -> LinkArgs {
     LinkArgs {
-        backend: "std".into(),
+        backend: backend.into(),
         rto_ms: 10,
         idle_timeout_s: 5,
         max_in_flight: 512,
@@ -85,6 +89,17 @@ fn run(
     recv_src: SourceArgs,
     loss: f64,
 ) -> (anyhow::Result<f64>, anyhow::Result<Option<PathBuf>>) {
+    run_on("std", c, file, send_prog, recv_src, loss)
+}
+
+fn run_on(
+    backend: &str,
+    c: &Case,
+    file: &Path,
+    send_prog: ProgramArgs,
+    recv_src: SourceArgs,
+    loss: f64,
+) -> (anyhow::Result<f64>, anyhow::Result<Option<PathBuf>>) {
     let port = free_port();
     let ra = RecvArgs {
         listen: format!("127.0.0.1:{port}"),
@@ -95,7 +110,7 @@ fn run(
         max_size: 1 << 30,
         wait_s: 10,
         linger_ms: 200,
-        link: link(&c.p("receipts"), loss),
+        link: link_on(backend, &c.p("receipts"), loss),
     };
     let h = std::thread::spawn(move || recv(&ra, false).map(|s| s.receipt.written_to));
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -104,7 +119,7 @@ fn run(
         to: format!("127.0.0.1:{port}"),
         bind: "127.0.0.1:0".into(),
         program: send_prog,
-        link: link(&c.p("receipts"), loss),
+        link: link_on(backend, &c.p("receipts"), loss),
     };
     let s = send(&sa, false).map(|s| s.receipt.goodput_gbps);
     (s, h.join().unwrap())
@@ -192,4 +207,36 @@ fn shared_base_with_raw_sections() {
     );
     s.unwrap();
     assert_eq!(std::fs::read(r.unwrap().unwrap()).unwrap(), obj);
+}
+
+#[test]
+fn io_backends_mmsg_and_uring() {
+    use pfs_dataplane::io::Backend;
+    for (name, b) in [("mmsg", Backend::Mmsg), ("uring", Backend::Uring)] {
+        if let Err(e) = b.probe() {
+            println!("SKIP: {name}: {e}");
+            continue;
+        }
+        for loss in [0.0, 5.0] {
+            let c = Case::new(3);
+            let obj = palette_object(300_000, 11);
+            let f = c.p("obj.bin");
+            std::fs::write(&f, &obj).unwrap();
+            let src = SourceArgs {
+                blob: c.p("blob.bin"),
+                base: None,
+            };
+            let (s, r) = run_on(
+                name,
+                &c,
+                &f,
+                program(&c.p("blob.bin"), None, false),
+                src,
+                loss,
+            );
+            s.unwrap_or_else(|e| panic!("{name} {loss}%: {e:#}"));
+            let written = r.unwrap().expect("written");
+            assert_eq!(std::fs::read(&written).unwrap(), obj, "{name} {loss}%");
+        }
+    }
 }

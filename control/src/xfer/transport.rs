@@ -1,15 +1,17 @@
 //! `pfs xfer send` / `pfs xfer recv`: the sans-I/O core (`iprog::proto`) driven
 //! over one UDP socket. Every datagram is ≤ 1200 bytes.
 //!
-//! Backends: `std` (a `std::net::UdpSocket`, nonblocking, batched loop) is wired
-//! here. `mmsg`, `uring` and `xsk` belong to `pfs_dataplane::io` (branch `io`);
-//! until that is merged into this build they are refused with a clear message.
+//! Backends: `std` (a `std::net::UdpSocket`, nonblocking loop) and, through the
+//! `pfs_dataplane::io::Io` trait, `mmsg` (sendmmsg/recvmmsg) and `uring`
+//! (io_uring). `xsk` needs an interface, a queue and an XDP redirect and is not
+//! wired for transfers (refused with a message saying so).
 
 use std::io::IsTerminal;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use pfs_dataplane::io::{self as pio, Backend, Io, IoConfig};
 use pfs_dataplane::iprog::proto::{
     Config, Receiver, ReceiverConfig, ReceiverState, Sender, SenderState, Stats,
 };
@@ -23,9 +25,9 @@ use crate::usage::bad;
 /// Timer and test flags shared by send and recv.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LinkArgs {
-    /// I/O backend: std (std::net::UdpSocket). mmsg, uring and xsk come from the
-    /// io branch and are refused until it is merged.
-    #[arg(long, default_value = "std")]
+    /// I/O backend: std (std::net::UdpSocket), mmsg (sendmmsg/recvmmsg) or uring
+    /// (io_uring), the last two from pfs_dataplane::io. xsk is not wired here.
+    #[arg(long, default_value = "mmsg")]
     pub backend: String,
     /// First retransmission timeout in milliseconds.
     #[arg(long, default_value_t = 20)]
@@ -110,15 +112,28 @@ pub struct XferSummary {
     pub foreign_datagrams: u64,
 }
 
-fn check_backend(b: &str) -> anyhow::Result<()> {
+/// Which socket implementation drives the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Std,
+    Io(Backend),
+}
+
+fn check_backend(b: &str) -> anyhow::Result<Kind> {
     match b {
-        "std" => Ok(()),
-        "mmsg" | "uring" | "xsk" => Err(bad(format!(
-            "--backend {b}: the io backends (branch io) are not merged into this build; use --backend std"
-        ))),
-        o => Err(bad(format!(
-            "--backend {o:?}: unknown (expected std, mmsg, uring or xsk)"
-        ))),
+        "std" => Ok(Kind::Std),
+        "xsk" => Err(bad(
+            "--backend xsk: not wired for pfs xfer (needs an interface, queue and XDP redirect); use mmsg, uring or std",
+        )),
+        o => match o.parse::<Backend>() {
+            Ok(k) => {
+                k.probe().map_err(|e| bad(format!("--backend {o}: {e}")))?;
+                Ok(Kind::Io(k))
+            }
+            Err(_) => Err(bad(format!(
+                "--backend {o:?}: unknown (expected mmsg, uring or std)"
+            ))),
+        },
     }
 }
 
@@ -147,17 +162,47 @@ fn cfg(l: &LinkArgs) -> anyhow::Result<Config> {
     })
 }
 
-/// A UDP socket with a loss shim and a wait that does not spin.
-struct Udp {
-    sock: UdpSocket,
+/// Test shim: drops a percentage of outgoing datagrams (xorshift, time-seeded).
+struct Shim {
     loss: f64,
     rng: u64,
     dropped: u64,
+}
+
+impl Shim {
+    fn new(loss: f64) -> Shim {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        Shim {
+            loss,
+            rng: seed,
+            dropped: 0,
+        }
+    }
+
+    fn drops(&mut self) -> bool {
+        if self.loss <= 0.0 {
+            return false;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let d = (self.rng % 1_000_000) as f64 / 10_000.0 < self.loss;
+        self.dropped += u64::from(d);
+        d
+    }
+}
+
+/// A std UDP socket with a wait that does not spin.
+struct Udp {
+    sock: UdpSocket,
     nonblocking: bool,
 }
 
 impl Udp {
-    fn bind(addr: SocketAddr, loss: f64) -> Result<Udp, XferError> {
+    fn bind(addr: SocketAddr) -> Result<Udp, XferError> {
         let sock = UdpSocket::bind(addr).map_err(|source| XferError::Net {
             what: "bind",
             source,
@@ -171,34 +216,13 @@ impl Udp {
                 what: "set_nonblocking",
                 source,
             })?;
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            | 1;
         Ok(Udp {
             sock,
-            loss,
-            rng: seed,
-            dropped: 0,
             nonblocking: true,
         })
     }
 
-    fn shim_drops(&mut self) -> bool {
-        if self.loss <= 0.0 {
-            return false;
-        }
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng % 1_000_000) as f64 / 10_000.0 < self.loss
-    }
-
     fn send(&mut self, buf: &[u8], to: SocketAddr) -> Result<(), XferError> {
-        if self.shim_drops() {
-            self.dropped += 1;
-            return Ok(());
-        }
         self.set_nonblocking(true)?;
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {
@@ -275,6 +299,99 @@ impl Udp {
     }
 }
 
+/// The socket under the driver: a std socket, or an `Io` backend (IPv4 only).
+struct Link {
+    shim: Shim,
+    sock: Sock,
+}
+
+enum Sock {
+    Std(Udp),
+    Io {
+        io: Box<dyn Io>,
+        queue: std::collections::VecDeque<(Vec<u8>, SocketAddr)>,
+    },
+}
+
+impl Link {
+    fn open(kind: Kind, addr: SocketAddr, loss: f64) -> anyhow::Result<Link> {
+        let shim = Shim::new(loss);
+        match kind {
+            Kind::Std => Ok(Link {
+                shim,
+                sock: Sock::Std(Udp::bind(addr)?),
+            }),
+            Kind::Io(b) => {
+                let SocketAddr::V4(v4) = addr else {
+                    return Err(bad(format!(
+                        "--backend {b}: needs an IPv4 address, got {addr}"
+                    )));
+                };
+                let mut cfg = IoConfig::new(b, v4);
+                cfg.max_payload = 1200;
+                let io = pio::open(&cfg).map_err(|e| {
+                    if e.is_usage() {
+                        bad(format!("--backend {b}: {e}"))
+                    } else {
+                        anyhow::Error::new(e)
+                    }
+                })?;
+                Ok(Link {
+                    shim,
+                    sock: Sock::Io {
+                        io,
+                        queue: std::collections::VecDeque::new(),
+                    },
+                })
+            }
+        }
+    }
+
+    fn send(&mut self, buf: &[u8], to: SocketAddr) -> anyhow::Result<()> {
+        if self.shim.drops() {
+            return Ok(());
+        }
+        match &mut self.sock {
+            Sock::Std(u) => Ok(u.send(buf, to)?),
+            Sock::Io { io, .. } => {
+                let SocketAddr::V4(dst) = to else {
+                    return Err(bad(format!("{to}: the io backends are IPv4 only")));
+                };
+                let deadline = Instant::now() + Duration::from_secs(1);
+                loop {
+                    let k = io.send(dst, 1, buf.len(), &mut |_, b| b.copy_from_slice(buf))?;
+                    if k == 1 || Instant::now() > deadline {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            }
+        }
+    }
+
+    fn recv(
+        &mut self,
+        buf: &mut [u8],
+        wait: Option<Duration>,
+    ) -> anyhow::Result<Option<(usize, SocketAddr)>> {
+        match &mut self.sock {
+            Sock::Std(u) => Ok(u.recv(buf, wait)?),
+            Sock::Io { io, queue } => {
+                if queue.is_empty() {
+                    io.recv(64, wait.unwrap_or(Duration::ZERO), &mut |d, src| {
+                        queue.push_back((d.to_vec(), SocketAddr::V4(src)));
+                    })?;
+                }
+                Ok(queue.pop_front().map(|(d, src)| {
+                    let n = d.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d[..n]);
+                    (n, src)
+                }))
+            }
+        }
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -325,14 +442,14 @@ fn ratio(obj: u64, wire: u64) -> f64 {
 /// Sends `args.file`; returns the summary (also on failure, as an error after
 /// the receipt is written).
 pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
-    check_backend(&args.link.backend)?;
+    let kind = check_backend(&args.link.backend)?;
     let to = parse_addr("--to", &args.to)?;
     let bind = parse_addr("--bind", &args.bind)?;
     let cfg = cfg(&args.link)?;
     let compiled = compile_file(&args.file, &args.program, false)?;
     let compile_s = compiled.report.source_s + compiled.report.index_s + compiled.report.compile_s;
     let report = compiled.report.clone();
-    let mut udp = Udp::bind(bind, args.link.loss_percent)?;
+    let mut udp = Link::open(kind, bind, args.link.loss_percent)?;
     let start = Instant::now();
     let session = session_id();
     let mut s = Sender::new(cfg, session, compiled.transfer, start)
@@ -528,7 +645,7 @@ fn write_object(
 
 /// Receives one transfer.
 pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
-    check_backend(&args.link.backend)?;
+    let kind = check_backend(&args.link.backend)?;
     let listen = parse_addr("--listen", &args.listen)?;
     let cfg = cfg(&args.link)?;
     if !args.out.is_dir() {
@@ -538,7 +655,7 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
         )));
     }
     let src = Source::open(&args.source)?;
-    let mut udp = Udp::bind(listen, args.link.loss_percent)?;
+    let mut udp = Link::open(kind, listen, args.link.loss_percent)?;
     let rcfg = ReceiverConfig {
         proto: cfg,
         max_object: args.max_size,
