@@ -1,4 +1,4 @@
-//! `pfs xfer` across a veth pair between two namespaces this test creates: 0% loss,
+//! `pfs xfer` across the veth of a pfs lab this test brings up (and down): 0% loss,
 //! 5% random loss injected by nftables (`numgen random mod 100 < 5 drop`) on the
 //! receiver's input, and a mismatched blob refused at PREFACE. Root only.
 
@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use pfs_control::lab::Lab;
 use pfs_control::xfer::compile::ProgramArgs;
 use pfs_control::xfer::source::SourceArgs;
 use pfs_control::xfer::transport::{LinkArgs, RecvArgs, SendArgs, recv, send};
@@ -27,45 +28,35 @@ fn sh(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Two namespaces joined by a veth pair; removed on drop (which removes the veth).
+/// A pfs lab (`pfs_control::lab`, specs/lab.md) of a unique name; brought down on drop.
 struct Pair {
-    a: String,
+    lab: Lab,
     b: String,
     addr_b: String,
 }
 
 impl Pair {
-    fn new(subnet: u8) -> Result<Pair, String> {
-        let id = format!(
-            "{}{}",
-            std::process::id() % 100_000,
+    fn new() -> Result<Pair, String> {
+        let name = format!(
+            "x{}{}",
+            std::process::id() % 1_000_000,
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let p = Pair {
-            a: format!("pfsxa{id}"),
-            b: format!("pfsxb{id}"),
-            addr_b: format!("10.79.{subnet}.2"),
-        };
-        let (va, vb) = (format!("pfsxva{id}"), format!("pfsxvb{id}"));
-        sh(&["ip", "netns", "add", &p.a])?;
-        sh(&["ip", "netns", "add", &p.b])?;
-        sh(&[
-            "ip", "link", "add", &va, "netns", &p.a, "type", "veth", "peer", "name", &vb, "netns",
-            &p.b,
-        ])?;
-        let ca = format!("10.79.{subnet}.1/24");
-        let cb = format!("10.79.{subnet}.2/24");
-        for (ns, dev, cidr) in [(&p.a, &va, &ca), (&p.b, &vb, &cb)] {
-            sh(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev])?;
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(p)
+        let lab = Lab::up(&name).map_err(|e| format!("lab up {name}: {e}"))?;
+        Ok(Pair {
+            b: lab.ns_b().to_string(),
+            addr_b: lab.addr_b().to_string(),
+            lab,
+        })
+    }
+
+    fn ns_a(&self) -> &str {
+        self.lab.ns_a()
     }
 
     fn drop_percent_on_b(&self, port: u16, percent: u32) -> Result<(), String> {
         let rule = format!(
-            "add table inet pfsx\nadd chain inet pfsx in {{ type filter hook input priority 0; }}\nadd rule inet pfsx in udp dport {port} numgen random mod 100 < {percent} counter drop\n"
+            "add table inet pfsxfer\nadd chain inet pfsxfer in {{ type filter hook input priority 0; }}\nadd rule inet pfsxfer in udp dport {port} numgen random mod 100 < {percent} counter drop\n"
         );
         let f = std::env::temp_dir().join(format!("pfsx-{}-{port}.nft", std::process::id()));
         std::fs::write(&f, rule).map_err(|e| e.to_string())?;
@@ -83,12 +74,18 @@ impl Pair {
     }
 }
 
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = Lab::down(self.lab.name());
+    }
+}
+
 impl Pair {
     /// Packets the nftables drop rule counted in b.
     fn dropped_on_b(&self) -> u64 {
         let o = Command::new("ip")
             .args([
-                "netns", "exec", &self.b, "nft", "list", "table", "inet", "pfsx",
+                "netns", "exec", &self.b, "nft", "list", "table", "inet", "pfsxfer",
             ])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -101,16 +98,9 @@ impl Pair {
     }
 }
 
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let _ = sh(&["ip", "netns", "del", &self.a]);
-        let _ = sh(&["ip", "netns", "del", &self.b]);
-    }
-}
-
-fn link(dir: &Path) -> LinkArgs {
+fn link(dir: &Path, backend: &str) -> LinkArgs {
     LinkArgs {
-        backend: "std".into(),
+        backend: backend.into(),
         rto_ms: 20,
         idle_timeout_s: 5,
         max_in_flight: 512,
@@ -137,6 +127,7 @@ fn palette_object(n: usize) -> Vec<u8> {
 
 /// Receiver in b, sender in a; returns (send result, recv result).
 fn transfer(
+    backend: &str,
     pair: &Pair,
     dir: &Path,
     file: &Path,
@@ -158,7 +149,7 @@ fn transfer(
         max_size: 1 << 30,
         wait_s: 10,
         linger_ms: 200,
-        link: link(dir),
+        link: link(dir, backend),
     };
     let nb = pair.b.clone();
     let h = std::thread::spawn(move || {
@@ -183,9 +174,9 @@ fn transfer(
             },
             allow_raw: false,
         },
-        link: link(dir),
+        link: link(dir, backend),
     };
-    let na = pair.a.clone();
+    let na = pair.ns_a().to_string();
     let s = with_netns(&na, || {
         send(&sa, false).map(|_| ()).map_err(|e| format!("{e:#}"))
     })
@@ -214,14 +205,20 @@ fn xfer_over_veth_lossless_lossy_and_mismatch() {
     let file = dir.path().join("obj.bin");
     std::fs::write(&file, &obj).unwrap();
 
-    let pair = Pair::new((std::process::id() % 200) as u8 + 20).unwrap();
+    let pair = Pair::new().unwrap();
     // 0% loss.
-    let (s, r) = transfer(&pair, dir.path(), &file, &blob, &blob, 7601);
-    s.unwrap();
-    assert_eq!(std::fs::read(r.unwrap().unwrap()).unwrap(), obj);
+    for (backend, port) in [("mmsg", 7601), ("uring", 7604), ("std", 7605)] {
+        let (s, r) = transfer(backend, &pair, dir.path(), &file, &blob, &blob, port);
+        s.unwrap_or_else(|e| panic!("{backend}: {e}"));
+        assert_eq!(
+            std::fs::read(r.unwrap().unwrap()).unwrap(),
+            obj,
+            "{backend}"
+        );
+    }
     // 5% random loss on the receiver's input.
     pair.drop_percent_on_b(7602, 5).unwrap();
-    let (s, r) = transfer(&pair, dir.path(), &file, &blob, &blob, 7602);
+    let (s, r) = transfer("mmsg", &pair, dir.path(), &file, &blob, &blob, 7602);
     s.unwrap();
     assert_eq!(std::fs::read(r.unwrap().unwrap()).unwrap(), obj);
     assert!(pair.dropped_on_b() > 0, "nftables dropped nothing");
@@ -229,7 +226,7 @@ fn xfer_over_veth_lossless_lossy_and_mismatch() {
     let other = dir.path().join("other.bin");
     setup(Identity { seed: 12, ..id }, &other, false).unwrap();
     let _ = std::fs::remove_dir_all(dir.path().join("out"));
-    let (s, r) = transfer(&pair, dir.path(), &file, &blob, &other, 7603);
+    let (s, r) = transfer("mmsg", &pair, dir.path(), &file, &blob, &other, 7603);
     assert!(s.unwrap_err().contains("blob mismatch"));
     assert!(r.unwrap_err().contains("blob mismatch"));
     assert_eq!(
