@@ -15,10 +15,6 @@ fn free_port() -> u16 {
     s.local_addr().unwrap().port()
 }
 
-fn link(receipts: &Path, loss: f64) -> LinkArgs {
-    link_on("std", receipts, loss)
-}
-
 fn link_on(backend: &str, receipts: &Path, loss: f64) -> LinkArgs {
     LinkArgs {
         backend: backend.into(),
