@@ -54,6 +54,7 @@ fn link(dir: &Path) -> LinkArgs {
         receipts: Some(dir.join("receipts")),
         json: true,
         loss_percent: 0.0,
+        vanish_after: None,
     }
 }
 
@@ -72,6 +73,7 @@ fn ours(dir: &Path, file: &Path, source: SourceArgs, allow_raw: bool) -> Ours {
         max_size: 8 << 30,
         wait_s: 60,
         linger_ms: 100,
+        resume: None,
         link: link(dir),
     };
     let rx = std::thread::spawn(move || {

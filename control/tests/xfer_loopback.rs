@@ -24,6 +24,7 @@ fn link_on(backend: &str, receipts: &Path, loss: f64) -> LinkArgs {
         receipts: Some(receipts.to_path_buf()),
         json: true,
         loss_percent: loss,
+        vanish_after: None,
     }
 }
 
@@ -106,6 +107,7 @@ fn run_on(
         max_size: 1 << 30,
         wait_s: 10,
         linger_ms: 200,
+        resume: None,
         link: link_on(backend, &c.p("receipts"), loss),
     };
     let h = std::thread::spawn(move || recv(&ra, false).map(|s| s.receipt.written_to));
@@ -235,4 +237,74 @@ fn io_backends_mmsg_and_uring() {
             assert_eq!(std::fs::read(&written).unwrap(), obj, "{name} {loss}%");
         }
     }
+}
+
+#[test]
+fn vanished_sender_then_resume() {
+    let c = Case::new(4);
+    let obj = palette_object(600_000, 21);
+    let f = c.p("obj.bin");
+    std::fs::write(&f, &obj).unwrap();
+    let src = || SourceArgs {
+        blob: c.p("blob.bin"),
+        base: None,
+    };
+    let recv_args = |port: u16, resume: Option<PathBuf>| RecvArgs {
+        listen: format!("127.0.0.1:{port}"),
+        out: c.p("out"),
+        source: src(),
+        strict: true,
+        force: false,
+        max_size: 1 << 30,
+        wait_s: 10,
+        linger_ms: 200,
+        resume,
+        link: LinkArgs {
+            idle_timeout_s: 1,
+            ..link_on("mmsg", &c.p("receipts"), 0.0)
+        },
+    };
+    let send_args = |port: u16, vanish_after: Option<u64>| SendArgs {
+        file: f.clone(),
+        to: format!("127.0.0.1:{port}"),
+        bind: "127.0.0.1:0".into(),
+        program: program(&c.p("blob.bin"), None, false),
+        link: LinkArgs {
+            vanish_after,
+            ..link_on("mmsg", &c.p("receipts"), 0.0)
+        },
+    };
+    // 1. The sender vanishes after 100 windows: the receiver fails and saves state.
+    let port = free_port();
+    let ra = recv_args(port, None);
+    let h = std::thread::spawn(move || recv(&ra, false).map(|_| ()));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let e = send(&send_args(port, Some(100)), false).unwrap_err();
+    assert!(format!("{e:#}").contains("vanished"), "{e:#}");
+    let e = h.join().unwrap().unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("peer vanished") && msg.contains("--resume"),
+        "{msg}"
+    );
+    let state = std::fs::read_dir(c.p("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("resume file");
+    // 2. Resume: only the missing windows travel.
+    let port = free_port();
+    let ra = recv_args(port, Some(state));
+    let h = std::thread::spawn(move || recv(&ra, false).map(|s| s.receipt.written_to));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let s = send(&send_args(port, None), false).unwrap();
+    let written = h.join().unwrap().unwrap().unwrap();
+    assert_eq!(std::fs::read(written).unwrap(), obj);
+    assert!(s.receipt.windows > 150, "{}", s.receipt.windows);
+    assert!(
+        s.receipt.stats.windows + 90 <= s.receipt.windows,
+        "sent {} of {} windows",
+        s.receipt.stats.windows,
+        s.receipt.windows
+    );
 }

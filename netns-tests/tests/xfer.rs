@@ -107,6 +107,7 @@ fn link(dir: &Path, backend: &str) -> LinkArgs {
         receipts: Some(dir.join("receipts")),
         json: true,
         loss_percent: 0.0,
+        vanish_after: None,
     }
 }
 
@@ -149,6 +150,7 @@ fn transfer(
         max_size: 1 << 30,
         wait_s: 10,
         linger_ms: 200,
+        resume: None,
         link: link(dir, backend),
     };
     let nb = pair.b.clone();

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pfs_dataplane::io::{self as pio, Backend, Io, IoConfig};
 use pfs_dataplane::iprog::proto::{
-    Config, Receiver, ReceiverConfig, ReceiverState, Sender, SenderState, Stats,
+    Config, FailReason, Receiver, ReceiverConfig, ReceiverState, ResumeState, Sender, SenderState,
+    Stats,
 };
 
 use super::compile::{ProgramArgs, compile_file, describe};
@@ -47,6 +48,9 @@ pub struct LinkArgs {
     /// Test shim: drop this percentage of this side's outgoing datagrams.
     #[arg(long, default_value_t = 0.0, hide = true)]
     pub loss_percent: f64,
+    /// Test shim (sender): vanish after sending this many WIN frames.
+    #[arg(long, hide = true)]
+    pub vanish_after: Option<u64>,
 }
 
 /// Arguments of `pfs xfer send`.
@@ -93,6 +97,10 @@ pub struct RecvArgs {
     /// After DONE, keep answering the sender until it is quiet this long (ms).
     #[arg(long, default_value_t = 300)]
     pub linger_ms: u64,
+    /// Resume from the state a failed receive saved (`DIR/.pfs-resume-*.json`):
+    /// only the windows still missing are asked for.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub link: LinkArgs,
 }
@@ -466,6 +474,16 @@ pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
             udp.send(&buf, to)?;
             sent += 1;
         }
+        if args
+            .link
+            .vanish_after
+            .is_some_and(|n| s.stats().windows >= n)
+        {
+            return Err(anyhow::anyhow!(
+                "test shim: sender vanished after {} windows",
+                s.stats().windows
+            ));
+        }
         let mut got = 0;
         while let Some((n, from)) = udp.recv(&mut rbuf, None)? {
             if from == to {
@@ -662,7 +680,10 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
         accept_raw: !args.strict,
     };
     let opened = Instant::now();
-    let mut r = Receiver::new(rcfg, src.bytes(), src.fingerprint, opened);
+    let mut r = match &args.resume {
+        Some(f) => Receiver::resume(rcfg, src.bytes(), src.fingerprint, load_resume(f)?, opened),
+        None => Receiver::new(rcfg, src.bytes(), src.fingerprint, opened),
+    };
     let mut peer: Option<SocketAddr> = None;
     let mut started: Option<Instant> = None;
     let mut finished_at: Option<Instant> = None;
@@ -828,8 +849,19 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
         .unwrap_or_else(receipt::default_dir);
     let receipt_path = receipt::write(&dir, &rc)?;
     if let ReceiverState::Failed(reason) = state {
-        return Err(anyhow::Error::new(XferError::Failed(reason))
-            .context(format!("receipt {}", receipt_path.display())));
+        let saved = match (reason, r.resume_state()) {
+            (FailReason::PeerVanished, Some(st)) => Some(save_resume(&args.out, &st)?),
+            _ => None,
+        };
+        return Err(
+            anyhow::Error::new(XferError::Failed(reason)).context(format!(
+                "receipt {}{}",
+                receipt_path.display(),
+                saved
+                    .map(|p| format!("; resume with --resume {}", p.display()))
+                    .unwrap_or_default()
+            )),
+        );
     }
     Ok(XferSummary {
         receipt: rc,
@@ -845,4 +877,91 @@ pub fn run_recv(args: &RecvArgs) -> anyhow::Result<()> {
     let progress = std::io::stderr().is_terminal() && !args.link.json;
     let s = recv(args, progress)?;
     print_summary(&s, args.link.json)
+}
+
+/// The resume file: the key and the held windows as ranges; the bytes are in
+/// the `.part` file beside it (`specs/udp-transfer.md` §4.3).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ResumeFile {
+    blob_fingerprint: String,
+    mode: u8,
+    object_hash: String,
+    object_size: u64,
+    windows: u32,
+    /// `(first, count)` ranges of windows held.
+    held: Vec<(u32, u32)>,
+    /// The partial object.
+    part: PathBuf,
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let v = pfs_dataplane::specvec::unhex(s)?;
+    v.try_into().ok()
+}
+
+fn save_resume(dir: &Path, st: &ResumeState) -> anyhow::Result<PathBuf> {
+    let (fp, mode, oh, size, windows) = st.key;
+    let tag = &hex(&oh)[..16];
+    let part = dir.join(format!(".pfs-resume-{tag}.part"));
+    std::fs::write(&part, &st.object).map_err(|source| XferError::File {
+        path: part.clone(),
+        what: "writing the partial object",
+        source,
+    })?;
+    let mut held = Vec::new();
+    let mut i = 0usize;
+    while i < st.have.len() {
+        if !st.have[i] {
+            i += 1;
+            continue;
+        }
+        let a = i;
+        while i < st.have.len() && st.have[i] {
+            i += 1;
+        }
+        held.push((a as u32, (i - a) as u32));
+    }
+    let f = ResumeFile {
+        blob_fingerprint: hex(&fp),
+        mode,
+        object_hash: hex(&oh),
+        object_size: size,
+        windows,
+        held,
+        part,
+    };
+    let p = dir.join(format!(".pfs-resume-{tag}.json"));
+    std::fs::write(&p, serde_json::to_vec_pretty(&f)?).map_err(|source| XferError::File {
+        path: p.clone(),
+        what: "writing the resume state",
+        source,
+    })?;
+    Ok(p)
+}
+
+fn load_resume(p: &Path) -> anyhow::Result<ResumeState> {
+    let bad_file = |what: &str| bad(format!("--resume {}: {what}", p.display()));
+    let text = std::fs::read(p).map_err(|e| bad_file(&e.to_string()))?;
+    let f: ResumeFile =
+        serde_json::from_slice(&text).map_err(|e| bad_file(&format!("not a resume file: {e}")))?;
+    let fp = unhex32(&f.blob_fingerprint).ok_or_else(|| bad_file("bad blob_fingerprint"))?;
+    let oh = unhex32(&f.object_hash).ok_or_else(|| bad_file("bad object_hash"))?;
+    let object =
+        std::fs::read(&f.part).map_err(|e| bad_file(&format!("{}: {e}", f.part.display())))?;
+    if object.len() as u64 != f.object_size {
+        return Err(bad_file("the .part file has the wrong size"));
+    }
+    let mut have = vec![false; f.windows as usize];
+    for (a, n) in f.held {
+        let end = a as usize + n as usize;
+        if n == 0 || end > have.len() {
+            return Err(bad_file("a held range is outside the window count"));
+        }
+        have[a as usize..end].iter_mut().for_each(|h| *h = true);
+    }
+    Ok(ResumeState {
+        key: (fp, f.mode, oh, f.object_size, f.windows),
+        have,
+        object,
+    })
 }
