@@ -635,14 +635,15 @@ fn write_object(
     bytes: &[u8],
     force: bool,
 ) -> Result<PathBuf, XferError> {
+    let short = hash.get(..16).unwrap_or("object");
     let base = if name.is_empty() {
-        format!("{}.bin", &hash[..16])
+        format!("{short}.bin")
     } else {
         name.to_string()
     };
     let mut target = dir.join(&base);
     if target.exists() && !force {
-        target = dir.join(format!("{base}.{}", &hash[..16]));
+        target = dir.join(format!("{base}.{short}"));
     }
     let tmp = dir.join(format!(".{base}.pfs-part-{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|source| XferError::File {
@@ -680,6 +681,7 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
         accept_raw: !args.strict,
     };
     let opened = Instant::now();
+    let mut written_to: Option<PathBuf> = None;
     let mut r = match &args.resume {
         Some(f) => Receiver::resume(rcfg, src.bytes(), src.fingerprint, load_resume(f)?, opened),
         None => Receiver::new(rcfg, src.bytes(), src.fingerprint, opened),
@@ -725,6 +727,12 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
         }
         if r.is_finished() {
             finished_at.get_or_insert(now);
+            // Write the verified object now; linger only to answer the sender.
+            if let Some(obj) = r.take_object() {
+                let m = r.manifest().map(|m| (m.name.clone(), hex(&m.object_hash)));
+                let (name, hash) = m.unwrap_or_default();
+                written_to = Some(write_object(&args.out, &name, &hash, &obj, args.force)?);
+            }
             if matches!(r.state(), ReceiverState::Failed(_)) || now.duration_since(last_rx) > linger
             {
                 break;
@@ -808,10 +816,6 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
         .map_or("", |p| if p.mode == 2 { "offs" } else { "pvrt" })
         .to_string();
     let state = r.state();
-    let mut written_to = None;
-    if let Some(obj) = r.take_object() {
-        written_to = Some(write_object(&args.out, &name, &hash, &obj, args.force)?);
-    }
     let outcome = match state {
         ReceiverState::Done => "ok".to_string(),
         ReceiverState::Failed(f) => format!("failed: {f}"),
