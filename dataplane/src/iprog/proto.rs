@@ -3,7 +3,7 @@
 //! [`Sender::handle_datagram`] / [`Receiver::handle_datagram`], asks for datagrams
 //! to send with `poll_transmit`, and calls `handle_timeout` at `poll_timeout`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::WireError;
@@ -566,6 +566,13 @@ pub struct Receiver<'b> {
     done_frame: Option<Vec<u8>>,
     resume: Option<ResumeState>,
     released: bool,
+    /// Object ranges of the windows applied this session (offset → end): no later
+    /// write may touch them, so they can be hashed as soon as they are contiguous.
+    held: BTreeMap<u64, u64>,
+    /// Incremental BLAKE3 over `[0, hashed_upto)`; `None` for a resumed transfer
+    /// (whose earlier windows' ranges are unknown: it is hashed whole at the end).
+    hasher: Option<blake3::Hasher>,
+    hashed_upto: u64,
     stats: Stats,
 }
 
@@ -595,6 +602,9 @@ impl<'b> Receiver<'b> {
             done_frame: None,
             resume: None,
             released: false,
+            held: BTreeMap::new(),
+            hasher: Some(blake3::Hasher::new()),
+            hashed_upto: 0,
             stats: Stats::default(),
         }
     }
@@ -822,6 +832,7 @@ impl<'b> Receiver<'b> {
         );
         match self.resume.take() {
             Some(r) if r.key == key && r.have.len() == n => {
+                self.hasher = None;
                 self.have_count = r.have.iter().filter(|h| **h).count() as u64;
                 self.have = r.have;
                 self.object = AnonBuf::Heap(r.object);
@@ -913,6 +924,16 @@ impl<'b> Receiver<'b> {
             self.stats.bad_windows += 1;
             return;
         };
+        // A window may not overlap one already applied (its bytes may be hashed).
+        let overlaps = self
+            .held
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, &e)| e > w.offset);
+        if overlaps {
+            self.stats.bad_windows += 1;
+            return;
+        }
         let out = &mut self.object[w.offset as usize..end as usize];
         match apply_container(w.container, p.anchor, p.flags & 1 != 0, self.blob, out) {
             Ok(mode) if mode.code() == p.mode => {}
@@ -924,6 +945,15 @@ impl<'b> Receiver<'b> {
         self.have[i] = true;
         self.have_count += 1;
         self.stats.windows += 1;
+        if end > w.offset {
+            self.held.insert(w.offset, end);
+        }
+        if let Some(h) = self.hasher.as_mut() {
+            while let Some(&e) = self.held.get(&self.hashed_upto) {
+                h.update(&self.object[self.hashed_upto as usize..e as usize]);
+                self.hashed_upto = e;
+            }
+        }
         // Progress: hold the NEED timer back.
         self.timer = Some(now + self.rto);
         if self.have_count == u64::from(m.windows) {
@@ -956,7 +986,11 @@ impl<'b> Receiver<'b> {
 
     fn verify(&mut self, now: Instant) {
         let Some(m) = self.mfst.as_ref() else { return };
-        let h = *blake3::hash(&self.object).as_bytes();
+        // The incremental hash counts only if the held windows tiled the object.
+        let h = match self.hasher.take() {
+            Some(h) if self.hashed_upto == m.object_size => *h.finalize().as_bytes(),
+            _ => *blake3::hash(&self.object).as_bytes(),
+        };
         let Some(s) = self.session else { return };
         if h == m.object_hash {
             self.state = ReceiverState::Done;

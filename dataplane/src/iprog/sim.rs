@@ -464,6 +464,28 @@ fn hostile_frames_are_counted_and_never_released() {
     assert_eq!(st.wrong_session, 1);
     assert_eq!(st.bad_windows, 3);
     assert_eq!(st.unexpected, 1);
+    // A window claiming bytes another applied window holds is refused unapplied.
+    let w0 = &t.windows[0];
+    r.handle_datagram(
+        t0,
+        &d(FrameRepr::Win(frame::WinRepr {
+            index: 0,
+            offset: w0.offset,
+            len: w0.len,
+            container: &w0.container,
+        })),
+    );
+    let w1 = &t.windows[1];
+    r.handle_datagram(
+        t0,
+        &d(FrameRepr::Win(frame::WinRepr {
+            index: 1,
+            offset: w0.offset,
+            len: w1.len,
+            container: &w1.container,
+        })),
+    );
+    assert_eq!(r.stats().bad_windows, 4, "overlap refused");
     // Now all the real windows: the hash differs from the (forged) manifest.
     for (i, w) in t.windows.iter().enumerate() {
         r.handle_datagram(
