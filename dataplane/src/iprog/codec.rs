@@ -203,6 +203,13 @@ pub fn varint_len(v: u64) -> usize {
 /// encodings (a last byte of 0 after the first) and values above 2^64 − 1.
 pub fn get_varint(buf: &[u8], pos: &mut usize, field: &'static str) -> Result<u64, WireError> {
     let start = *pos;
+    // Fast path: one byte (most lengths and deltas).
+    if let Some(&b) = buf.get(start)
+        && b < 0x80
+    {
+        *pos = start + 1;
+        return Ok(u64::from(b));
+    }
     let mut v: u64 = 0;
     for i in 0..10 {
         let Some(&b) = buf.get(start + i) else {
