@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::usage::UsageError;
-use crate::{asl, bench_local, blob, demo, edge, lab, linerate, milkshake, pasm, plan};
+use crate::{asl, bench_local, blob, demo, edge, lab, linerate, milkshake, pasm, plan, xfer};
 
 /// PacketFS: measured packet dataplane, edge compute and lab tooling.
 #[derive(Debug, Parser)]
@@ -42,6 +42,9 @@ enum Command {
     Milkshake(milkshake::run::MilkshakeCommand),
     /// Line-rate UDP probes: tx, rx or reflect over xsk, uring or mmsg.
     Linerate(linerate::LinerateArgs),
+    /// Arithmetic transfer: compile to offsets, send and receive over UDP.
+    #[command(subcommand)]
+    Xfer(xfer::XferCommand),
     /// Edge compute server (specs/edge-api.md).
     #[command(subcommand)]
     Edge(EdgeCommand),
@@ -65,6 +68,10 @@ enum PlanCommand {
 enum BlobCommand {
     /// Write a blob file of a deterministic fill.
     Create(blob::CreateArgs),
+    /// Write the VirtualBlob for (name, size, seed) (tmpfs by default).
+    Setup(xfer::vblob::SetupArgs),
+    /// Show a VirtualBlob's identity and fingerprint.
+    Status(xfer::vblob::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +96,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(&a),
         Command::Plan(PlanCommand::Ranges(a)) => plan::run_ranges(&a),
         Command::Blob(BlobCommand::Create(a)) => blob::run_create(&a),
+        Command::Blob(BlobCommand::Setup(a)) => xfer::vblob::run_setup(&a),
+        Command::Blob(BlobCommand::Status(a)) => xfer::vblob::run_status(&a),
+        Command::Xfer(c) => xfer::run(&c),
         Command::Bench(BenchCommand::Local(a)) => bench_local::run(&a),
         Command::Lab(c) => lab::cmd::run(&c),
         Command::Milkshake(c) => milkshake::run::dispatch(&c),

@@ -13,3 +13,4 @@ pub mod milkshake;
 pub mod pasm;
 pub mod plan;
 pub mod usage;
+pub mod xfer;

@@ -10,6 +10,7 @@
 pub mod exec;
 pub mod fill;
 pub mod io;
+pub mod iprog;
 pub mod kernels;
 pub mod linerate;
 pub mod mapped;

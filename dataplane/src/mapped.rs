@@ -125,3 +125,68 @@ pub fn page_kind(addr: usize, len: usize) -> String {
         format!("mixed ({}% huge)", huge_kb * 100 / total_kb)
     }
 }
+
+/// A zeroed, writable buffer in anonymous memory, asked to be backed by huge
+/// pages (`MADV_HUGEPAGE`), so filling a large object takes few page faults.
+/// Falls back to the heap when the map fails.
+#[derive(Debug)]
+pub enum AnonBuf {
+    /// An anonymous map.
+    Map(memmap2::MmapMut),
+    /// A heap vector (small sizes, or the map failed).
+    Heap(Vec<u8>),
+}
+
+impl AnonBuf {
+    /// A zeroed buffer of `len` bytes.
+    pub fn zeroed(len: usize) -> AnonBuf {
+        if len < (2 << 20) {
+            return AnonBuf::Heap(vec![0u8; len]);
+        }
+        match memmap2::MmapMut::map_anon(len) {
+            Ok(m) => {
+                // Best effort: without THP the map still works with 4 KiB pages.
+                let _ = m.advise(Advice::HugePage);
+                AnonBuf::Map(m)
+            }
+            Err(_) => AnonBuf::Heap(vec![0u8; len]),
+        }
+    }
+}
+
+impl std::ops::Deref for AnonBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            AnonBuf::Map(m) => m,
+            AnonBuf::Heap(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for AnonBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            AnonBuf::Map(m) => m,
+            AnonBuf::Heap(v) => v,
+        }
+    }
+}
+
+#[cfg(test)]
+mod anon_tests {
+    use super::AnonBuf;
+
+    #[test]
+    fn anon_buffers_are_zeroed_and_writable() {
+        for n in [0usize, 10, 3 << 20] {
+            let mut b = AnonBuf::zeroed(n);
+            assert_eq!(b.len(), n);
+            assert!(b.iter().all(|&x| x == 0));
+            if n > 0 {
+                b[n - 1] = 7;
+                assert_eq!(b[n - 1], 7);
+            }
+        }
+    }
+}
