@@ -64,6 +64,8 @@ pub struct LocalReport {
     pub backend: String,
     /// Worker threads.
     pub workers: usize,
+    /// Workers that computed at least one window (1 for `fnv`, which is serial).
+    pub busy_workers: usize,
     /// Cores available.
     pub cores: usize,
     /// More workers than cores.
@@ -142,6 +144,7 @@ pub fn bench_buffer(
         p99_us: r.latency.quantile_us(0.99),
         backend: kernels.backend().to_string(),
         workers: r.placement.workers,
+        busy_workers: r.busy_workers,
         cores: r.placement.cores,
         oversubscribed: r.placement.oversubscribed(),
         pinned: r.placement.pinned,
@@ -194,10 +197,11 @@ pub fn print_human(path: &Path, r: &LocalReport) {
         r.windows, r.bytes, r.elapsed_s, r.throughput_gbps, r.cpupwn_gbps
     );
     println!(
-        "window latency p50={:.1} us p99={:.1} us; workers={} on {} cores{} (pinned to cores {})",
+        "window latency p50={:.1} us p99={:.1} us; workers={} ({} busy) on {} cores{} (pinned to cores {})",
         r.p50_us,
         r.p99_us,
         r.workers,
+        r.busy_workers,
         r.cores,
         if r.oversubscribed {
             ", oversubscribed"

@@ -68,8 +68,8 @@ fn demo_kernels(dir: &Path, size_mib: u64, rows: &mut Vec<Row>) -> anyhow::Resul
             step: format!("bench local {op}"),
             outcome: format!("result {} = oracle", r.result),
             figure: format!(
-                "{:.2} GB/s, p99 {:.0} us, {} workers",
-                r.throughput_gbps, r.p99_us, r.workers
+                "{:.2} GB/s, p99 {:.0} us, {} busy workers",
+                r.throughput_gbps, r.p99_us, r.busy_workers
             ),
         });
     }

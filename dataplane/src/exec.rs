@@ -85,6 +85,8 @@ pub struct ExecReport {
     pub latency: Latency,
     /// Where the workers ran.
     pub placement: Placement,
+    /// Workers that computed at least one window.
+    pub busy_workers: usize,
 }
 
 /// A piece of work: a window of one instruction, or a whole serial instruction.
@@ -233,11 +235,13 @@ pub fn execute(
         .collect();
     let mut latency = Latency::new();
     let mut windows = 0;
+    let mut busy_workers = 0;
     let mut first = None::<Instant>;
     let mut last = None::<Instant>;
     for st in states {
         latency.merge(&st.latency);
         windows += st.windows;
+        busy_workers += usize::from(st.windows > 0);
         if let Some(s) = st.started {
             first = Some(first.map_or(s, |f| f.min(s)));
         }
@@ -270,6 +274,7 @@ pub fn execute(
         elapsed,
         latency,
         placement,
+        busy_workers,
     })
 }
 

@@ -440,6 +440,7 @@ pub async fn bench(
         p99_us: latency.quantile_us(0.99),
         backend,
         workers: b.concurrency,
+        busy_workers: b.concurrency,
         cores,
         oversubscribed: b.concurrency > cores,
         pinned: vec![None; b.concurrency],
