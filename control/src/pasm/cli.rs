@@ -10,7 +10,7 @@ use super::lab::LabRef;
 use super::plan::Plan;
 use super::program::Program;
 use super::runner::{self, Outcome, RunOptions, RunStatus};
-use super::{PasmError, record, signal};
+use super::{PasmError, record};
 use crate::usage::bad;
 
 /// Writes to stdout; a closed pipe (`pfs pasm plan F | head`) is not an error
@@ -199,10 +199,10 @@ pub fn run(cmd: &PasmCommand) -> anyhow::Result<()> {
                 logs_dir: a.logs_dir.clone(),
                 gates: gates(a.netns.as_deref())?,
                 program_path: Some(a.file.clone()),
-                interrupt: Some(signal::flag()),
+                // The process-wide SIGINT/SIGTERM flag that `pfs linerate` uses too.
+                interrupt: Some(pfs_dataplane::io::sys::stop_flag()),
                 echo_logs: true,
             };
-            signal::install().context("installing the SIGINT handler")?;
             let rep = runner::run(&p, &bytes, &opts).map_err(lift)?;
             let pf = &rep.planfile;
             let n = |o: Outcome| pf.steps.iter().filter(|s| s.outcome == o).count();

@@ -19,7 +19,6 @@ pub mod runner;
 #[cfg(test)]
 mod runner_tests;
 pub mod schema;
-pub mod signal;
 #[cfg(test)]
 mod spec_tests;
 pub mod stamp;
