@@ -45,6 +45,13 @@ pub struct LinkArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Do not store the receipt in the ASL store ($PFS_ASL, else
+    /// $XDG_DATA_HOME/pfs/asl, else ~/.local/share/pfs/asl).
+    #[arg(long)]
+    pub no_asl: bool,
+    /// ASL store for the receipt (default: as above).
+    #[arg(long, conflicts_with = "no_asl")]
+    pub asl_store: Option<PathBuf>,
     /// Test shim: drop this percentage of this side's outgoing datagrams.
     #[arg(long, default_value_t = 0.0, hide = true)]
     pub loss_percent: f64,
@@ -112,6 +119,8 @@ pub struct XferSummary {
     pub receipt: Receipt,
     /// Where it was written.
     pub receipt_path: PathBuf,
+    /// Its key in the ASL store (hex), if stored there.
+    pub receipt_asl_key: Option<String>,
     /// Sender only: seconds compiling (before the first datagram).
     pub compile_s: Option<f64>,
     /// The backend used.
@@ -567,6 +576,7 @@ pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
         .clone()
         .unwrap_or_else(receipt::default_dir);
     let receipt_path = receipt::write(&dir, &r)?;
+    let receipt_asl_key = receipt::store_default(&receipt_path, &args.link).map(|k| k.to_hex());
     if let SenderState::Failed(reason) = s.state() {
         return Err(
             anyhow::Error::new(XferError::Failed(reason)).context(format!(
@@ -582,6 +592,7 @@ pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
     Ok(XferSummary {
         receipt: r,
         receipt_path,
+        receipt_asl_key,
         compile_s: Some(compile_s),
         backend: args.link.backend.clone(),
         foreign_datagrams: 0,
@@ -852,6 +863,7 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
         .clone()
         .unwrap_or_else(receipt::default_dir);
     let receipt_path = receipt::write(&dir, &rc)?;
+    let receipt_asl_key = receipt::store_default(&receipt_path, &args.link).map(|k| k.to_hex());
     if let ReceiverState::Failed(reason) = state {
         let saved = match (reason, r.resume_state()) {
             (FailReason::PeerVanished, Some(st)) => Some(save_resume(&args.out, &st)?),
@@ -870,6 +882,7 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
     Ok(XferSummary {
         receipt: rc,
         receipt_path,
+        receipt_asl_key,
         compile_s: None,
         backend: args.link.backend.clone(),
         foreign_datagrams: foreign,
