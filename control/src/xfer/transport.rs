@@ -459,6 +459,16 @@ fn ratio(obj: u64, wire: u64) -> f64 {
 /// Sends `args.file`; returns the summary (also on failure, as an error after
 /// the receipt is written).
 pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
+    send_observed(args, progress, &mut |_, _| {})
+}
+
+/// [`send`], calling `observe(stats, windows in the object)` about every 100 ms
+/// while the transfer runs (the edge server's `GET /transfers/{id}`).
+pub fn send_observed(
+    args: &SendArgs,
+    progress: bool,
+    observe: &mut dyn FnMut(&Stats, u64),
+) -> anyhow::Result<XferSummary> {
     let kind = check_backend(&args.link.backend)?;
     let to = parse_addr("--to", &args.to)?;
     let bind = parse_addr("--bind", &args.bind)?;
@@ -476,8 +486,13 @@ pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
     let mut buf = Vec::with_capacity(1200);
     let mut rbuf = vec![0u8; 2048];
     let mut last_draw = start;
+    let mut last_observed = start;
     loop {
         let now = Instant::now();
+        if now.duration_since(last_observed) > Duration::from_millis(100) {
+            last_observed = now;
+            observe(s.stats(), total);
+        }
         let mut sent = 0;
         while sent < 64 && s.poll_transmit(now, &mut buf) {
             udp.send(&buf, to)?;
