@@ -170,7 +170,7 @@ async fn blob_setup_and_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_blob_location_the_routes_are_refused() {
+async fn refused_without_a_blob_location_or_the_token() {
     let server = EdgeServer::start(EdgeConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..EdgeConfig::default()
@@ -183,6 +183,45 @@ async fn without_a_blob_location_the_routes_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
+    // With --token, every transfer route needs the bearer header.
+    let dir = tempfile::tempdir().unwrap();
+    let server = EdgeServer::start(EdgeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_root: Some(dir.path().to_path_buf()),
+        token: Some("sekrit".into()),
+        ..EdgeConfig::default()
+    })
+    .unwrap();
+    let c = reqwest::Client::new();
+    for (m, p) in [
+        ("post", "/blob/setup"),
+        ("get", "/blob/status"),
+        ("post", "/objects/from-palette"),
+        ("post", "/transfers"),
+        ("get", "/transfers/t1"),
+    ] {
+        let url = format!("{}{p}", server.url());
+        let r = match m {
+            "get" => c.get(url),
+            _ => c.post(url).body("{}"),
+        };
+        assert_eq!(r.send().await.unwrap().status().as_u16(), 401, "{m} {p}");
+    }
+    let r = c
+        .get(format!("{}/blob/status", server.url()))
+        .bearer_auth("sekrit")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "authorized, but no blob yet");
+    // A transfer id with another method: 405 naming GET.
+    let r = c
+        .post(format!("{}/transfers/t1", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert!(r.text().await.unwrap().contains("GET"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

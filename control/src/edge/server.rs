@@ -358,7 +358,9 @@ async fn method_not_allowed(
     let allowed = ROUTES
         .iter()
         .filter(|r| {
-            uri.path() == r.path || (r.id == RouteId::Data && uri.path().starts_with("/data/"))
+            uri.path() == r.path
+                || (r.id == RouteId::Data && uri.path().starts_with("/data/"))
+                || (r.id == RouteId::Transfer && uri.path().starts_with("/transfers/"))
         })
         .map(|r| r.method.to_ascii_uppercase())
         .collect::<Vec<_>>()
