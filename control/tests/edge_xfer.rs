@@ -410,3 +410,43 @@ async fn transfer_refusals() {
     let (s, v) = f.call("get", "/transfers/t999", None).await;
     assert_error(s, &v, 404, "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_to_a_silent_peer_ends_failed() {
+    let f = Fixture::new();
+    f.setup().await;
+    let (_, v) = f
+        .call(
+            "post",
+            "/objects/from-palette",
+            Some(palette_object(5_000, 2)),
+        )
+        .await;
+    let id = v["object_id"].as_str().unwrap().to_string();
+    // A bound socket that never answers: the sender's idle timeout (10 s) ends it.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = silent.local_addr().unwrap().to_string();
+    let (s, v) = f
+        .post_json(
+            "/transfers",
+            &json!({"object_id": id, "peer": peer, "backend": "std"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let tid = v["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v = loop {
+        let (_, v) = f.call("get", &format!("/transfers/{tid}"), None).await;
+        if v["state"] != "running" || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["state"], "failed", "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("transfer failed"),
+        "{v}"
+    );
+    assert!(v["bytes_sent"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["throughput_gbps"], 0.0);
+}
