@@ -55,6 +55,8 @@ fn link(dir: &Path) -> LinkArgs {
         json: true,
         loss_percent: 0.0,
         vanish_after: None,
+        no_asl: true,
+        asl_store: None,
     }
 }
 

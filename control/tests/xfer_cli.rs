@@ -1,5 +1,5 @@
 //! `pfs blob setup/status` and `pfs xfer compile` through the binary: output,
-//! exit codes, and one-line errors for bad input.
+//! exit codes, one-line errors for bad input, and receipts in the ASL store.
 
 use std::process::Command;
 
@@ -139,4 +139,93 @@ fn setup_status_compile() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+/// `pfs xfer recv` and `pfs xfer send` through the binary with `PFS_ASL` set:
+/// both receipts end up in that store, equal to the JSON files; with `--no-asl`
+/// nothing more is stored.
+#[test]
+fn receipts_go_to_the_store_named_by_pfs_asl() {
+    use pfs_control::asl::Store;
+    use pfs_control::xfer::receipt::TAG_RECEIPT;
+    let dir = tempfile::tempdir().unwrap();
+    let d = |s: &str| dir.path().join(s);
+    let blob = d("vb.bin");
+    let b = blob.to_str().unwrap();
+    let (code, _, err) = pfs(&[
+        "blob", "setup", "--name", "n1", "--size", "300000", "--seed", "5", "--path", b,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let obj = d("zeros.bin");
+    std::fs::write(&obj, vec![0u8; 200_000]).unwrap();
+    std::fs::create_dir(d("out")).unwrap();
+    let transfer = |extra: &[&str]| {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cmd = |args: &[&str]| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_pfs"));
+            c.args(args)
+                .args(extra)
+                .env("PFS_ASL", d("asl"))
+                .env("PFS_RECEIPTS", d("receipts"));
+            c
+        };
+        let r = cmd(&[
+            "xfer",
+            "recv",
+            "--listen",
+            &addr,
+            "--out",
+            d("out").to_str().unwrap(),
+            "--blob",
+            b,
+            "--force",
+            "--wait-s",
+            "20",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let s = cmd(&[
+            "xfer",
+            "send",
+            obj.to_str().unwrap(),
+            "--to",
+            &addr,
+            "--blob",
+            b,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+        let r = r.wait_with_output().unwrap();
+        assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        [s.stdout, r.stdout].map(|o| serde_json::from_slice::<serde_json::Value>(&o).unwrap())
+    };
+    let sums = transfer(&[]);
+    let store = Store::open_reader(&d("asl")).unwrap();
+    let listed = store.list(0, Some(TAG_RECEIPT));
+    assert_eq!(listed.len(), 2, "one receipt per side");
+    for s in &sums {
+        let key = s["receipt_asl_key"].as_str().expect("stored");
+        let (k, _) = listed.iter().find(|(k, _)| k.to_hex() == key).unwrap();
+        let stored: serde_json::Value = serde_json::from_slice(&store.get(k).unwrap()).unwrap();
+        let file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s["receipt_path"].as_str().unwrap()).unwrap())
+                .unwrap();
+        assert_eq!(stored, file);
+    }
+    drop(store);
+    let sums = transfer(&["--no-asl"]);
+    assert!(sums.iter().all(|s| s["receipt_asl_key"].is_null()));
+    let store = Store::open_reader(&d("asl")).unwrap();
+    assert_eq!(store.list(0, Some(TAG_RECEIPT)).len(), 2);
 }

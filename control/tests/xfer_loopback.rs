@@ -25,6 +25,8 @@ fn link_on(backend: &str, receipts: &Path, loss: f64) -> LinkArgs {
         json: true,
         loss_percent: loss,
         vanish_after: None,
+        no_asl: true,
+        asl_store: None,
     }
 }
 
@@ -306,5 +308,116 @@ fn vanished_sender_then_resume() {
         "sent {} of {} windows",
         s.receipt.stats.windows,
         s.receipt.windows
+    );
+}
+
+#[test]
+fn receipts_of_both_sides_are_stored_in_the_asl_store() {
+    use pfs_control::asl::Store;
+    use pfs_control::xfer::receipt::TAG_RECEIPT;
+    let c = Case::new(3);
+    let obj = palette_object(100_000, 11);
+    let f = c.p("obj.bin");
+    std::fs::write(&f, &obj).unwrap();
+    let store = c.p("asl");
+    let with_asl = || LinkArgs {
+        no_asl: false,
+        asl_store: Some(store.clone()),
+        ..link_on("std", &c.p("receipts"), 0.0)
+    };
+    let port = free_port();
+    let ra = RecvArgs {
+        listen: format!("127.0.0.1:{port}"),
+        out: c.p("out"),
+        source: SourceArgs {
+            blob: c.p("blob.bin"),
+            base: None,
+        },
+        strict: true,
+        force: false,
+        max_size: 1 << 30,
+        wait_s: 10,
+        linger_ms: 200,
+        resume: None,
+        link: with_asl(),
+    };
+    let h = std::thread::spawn(move || recv(&ra, false));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let sa = SendArgs {
+        file: f.clone(),
+        to: format!("127.0.0.1:{port}"),
+        bind: "127.0.0.1:0".into(),
+        program: program(&c.p("blob.bin"), None, false),
+        link: with_asl(),
+    };
+    let s = send(&sa, false).unwrap();
+    let r = h.join().unwrap().unwrap();
+    assert_eq!(
+        std::fs::read(r.receipt.written_to.as_ref().unwrap()).unwrap(),
+        obj
+    );
+    let st = Store::open_reader(&store).unwrap();
+    let listed: Vec<_> = st
+        .list(0, Some(TAG_RECEIPT))
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(listed.len(), 2, "one receipt per side");
+    for side in [&s, &r] {
+        let key = side.receipt_asl_key.as_ref().expect("stored");
+        let k = listed.iter().find(|k| &k.to_hex() == key).expect("listed");
+        let stored: serde_json::Value = serde_json::from_slice(&st.get(k).unwrap()).unwrap();
+        let file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&side.receipt_path).unwrap()).unwrap();
+        assert_eq!(stored, file);
+        assert_eq!(stored["outcome"], "ok");
+    }
+}
+
+#[test]
+fn an_unusable_asl_store_does_not_fail_the_transfer() {
+    let c = Case::new(4);
+    let obj = palette_object(20_000, 5);
+    let f = c.p("obj.bin");
+    std::fs::write(&f, &obj).unwrap();
+    // A regular file where the store directory should be: opening fails.
+    std::fs::write(c.p("not-a-store"), b"x").unwrap();
+    let port = free_port();
+    let bad_store = || LinkArgs {
+        no_asl: false,
+        asl_store: Some(c.p("not-a-store")),
+        ..link_on("std", &c.p("receipts"), 0.0)
+    };
+    let ra = RecvArgs {
+        listen: format!("127.0.0.1:{port}"),
+        out: c.p("out"),
+        source: SourceArgs {
+            blob: c.p("blob.bin"),
+            base: None,
+        },
+        strict: true,
+        force: false,
+        max_size: 1 << 30,
+        wait_s: 10,
+        linger_ms: 200,
+        resume: None,
+        link: bad_store(),
+    };
+    let h = std::thread::spawn(move || recv(&ra, false));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let sa = SendArgs {
+        file: f.clone(),
+        to: format!("127.0.0.1:{port}"),
+        bind: "127.0.0.1:0".into(),
+        program: program(&c.p("blob.bin"), None, false),
+        link: bad_store(),
+    };
+    let s = send(&sa, false).unwrap();
+    let r = h.join().unwrap().unwrap();
+    assert!(s.receipt_asl_key.is_none() && r.receipt_asl_key.is_none());
+    assert!(s.receipt_path.is_file() && r.receipt_path.is_file());
+    assert_eq!(
+        std::fs::read(r.receipt.written_to.as_ref().unwrap()).unwrap(),
+        obj
     );
 }

@@ -108,6 +108,8 @@ fn link(dir: &Path, backend: &str) -> LinkArgs {
         json: true,
         loss_percent: 0.0,
         vanish_after: None,
+        no_asl: true,
+        asl_store: None,
     }
 }
 

@@ -57,6 +57,14 @@ pub struct ServeArgs {
     /// A PEM certificate to trust for https:// origins besides the web roots.
     #[arg(long)]
     pub origin_ca: Option<PathBuf>,
+    /// The VirtualBlob of `/blob/*`, `/objects/from-palette` and `/transfers`
+    /// (default: `DATA_ROOT/pfs_vblob.bin`; neither: those routes answer 403).
+    #[arg(long)]
+    pub blob_path: Option<PathBuf>,
+    /// Do not store the receipts of `POST /transfers` in the ASL store
+    /// ($PFS_ASL, else $XDG_DATA_HOME/pfs/asl, else ~/.local/share/pfs/asl).
+    #[arg(long)]
+    pub no_asl: bool,
 }
 
 impl ServeArgs {
@@ -85,6 +93,12 @@ impl ServeArgs {
                 origin_ca_pem,
             },
             job_timeout: Duration::from_secs(self.job_timeout_s),
+            blob_path: self.blob_path.clone(),
+            asl_store: if self.no_asl {
+                None
+            } else {
+                crate::asl::cli::default_store()
+            },
         })
     }
 }

@@ -85,6 +85,17 @@ pub enum EdgeError {
         /// Which bytes were asked and how long the data is.
         message: String,
     },
+    /// The request is well-formed but cannot be done (422): an object byte no
+    /// palette BREF expresses (with its offset), a blob identity out of range.
+    #[error("{}", at(pointer, message))]
+    Unprocessable {
+        /// JSON pointer to the field.
+        pointer: String,
+        /// What cannot be done.
+        message: String,
+        /// The first unmatchable byte offset, for `POST /objects/from-palette`.
+        offset: Option<u64>,
+    },
     /// A daily budget is spent (429).
     #[error("budget: {message}")]
     Budget {
@@ -143,6 +154,7 @@ impl EdgeError {
             EdgeError::TooLarge { .. } => 413,
             EdgeError::RangeNotSatisfiable { .. } => 416,
             EdgeError::PastEnd { .. } => 422,
+            EdgeError::Unprocessable { .. } => 422,
             EdgeError::Budget { .. } => 429,
             EdgeError::BadGateway { .. } => 502,
             EdgeError::GatewayTimeout { .. } => 504,
@@ -161,6 +173,10 @@ impl EdgeError {
             EdgeError::TooLarge { .. } => "too_large",
             EdgeError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             EdgeError::PastEnd { .. } => "past_end",
+            EdgeError::Unprocessable {
+                offset: Some(_), ..
+            } => "unmatchable",
+            EdgeError::Unprocessable { .. } => "unprocessable",
             EdgeError::Budget { .. } => "budget_spent",
             EdgeError::BadGateway { .. } => "bad_gateway",
             EdgeError::GatewayTimeout { .. } => "gateway_timeout",
@@ -175,7 +191,8 @@ impl EdgeError {
             | EdgeError::Forbidden { pointer, .. }
             | EdgeError::NotFound { pointer, .. }
             | EdgeError::TooLarge { pointer, .. }
-            | EdgeError::PastEnd { pointer, .. } => pointer,
+            | EdgeError::PastEnd { pointer, .. }
+            | EdgeError::Unprocessable { pointer, .. } => pointer,
             EdgeError::BadGateway { .. } | EdgeError::GatewayTimeout { .. } => "/data_url",
             EdgeError::Budget { .. } | EdgeError::Unauthorized => "",
             EdgeError::MethodNotAllowed(_) => "",
@@ -198,6 +215,11 @@ impl EdgeError {
             }
             EdgeError::BadGateway { origin, .. } | EdgeError::GatewayTimeout { origin, .. } => {
                 e["origin"] = serde_json::Value::String(origin.clone());
+            }
+            EdgeError::Unprocessable {
+                offset: Some(o), ..
+            } => {
+                e["offset"] = serde_json::Value::from(*o);
             }
             _ => {}
         }

@@ -7,7 +7,8 @@
 //! [`policy`] holds the allowlist, root confinement, budgets and cache etiquette
 //! (no I/O, the clock is passed in); [`stream`] folds bytes arriving in ranges into
 //! per-instruction results (no I/O); [`fetch`] does the HTTP Range I/O;
-//! [`server`] is the axum router; [`client`] the command-line clients.
+//! [`server`] is the axum router; [`client`] the command-line clients;
+//! [`xfer`] the arithmetic-transfer routes (blob, objects, transfers).
 
 pub mod client;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod policy;
 pub mod request;
 pub mod server;
 pub mod stream;
+pub mod xfer;
 
 pub use error::EdgeError;
 pub use server::{EdgeConfig, EdgeServer};

@@ -25,6 +25,7 @@ use super::fetch::{FetchOptions, Fetcher};
 use super::metrics::Metrics;
 use super::policy::{Allowlist, Budget, DataRoot};
 use super::request::{self, DataUrl, Limits};
+use super::xfer::{MAX_OBJECT_BYTES, XferState};
 
 /// The server's settings (the flags of `pfs edge serve`).
 #[derive(Debug, Clone)]
@@ -47,6 +48,10 @@ pub struct EdgeConfig {
     pub fetch: FetchOptions,
     /// Longest a whole `/compute` job may take.
     pub job_timeout: Duration,
+    /// The VirtualBlob of the transfer routes (`None`: `DATA_ROOT/pfs_vblob.bin`).
+    pub blob_path: Option<PathBuf>,
+    /// ASL store for the receipts of `POST /transfers` (`None`: not stored).
+    pub asl_store: Option<PathBuf>,
 }
 
 impl Default for EdgeConfig {
@@ -61,6 +66,8 @@ impl Default for EdgeConfig {
             limits: Limits::default(),
             fetch: FetchOptions::default(),
             job_timeout: Duration::from_secs(300),
+            blob_path: None,
+            asl_store: None,
         }
     }
 }
@@ -76,6 +83,16 @@ pub enum RouteId {
     Compute,
     /// `GET /data/{path}`.
     Data,
+    /// `POST /blob/setup`.
+    BlobSetup,
+    /// `GET /blob/status`.
+    BlobStatus,
+    /// `POST /objects/from-palette`.
+    FromPalette,
+    /// `POST /transfers`.
+    Transfers,
+    /// `GET /transfers/{id}`.
+    Transfer,
 }
 
 /// One route: method, path as written in the OpenAPI document, path as axum
@@ -94,7 +111,7 @@ pub struct Route {
 
 /// Every route the server has; the router is built from this table and a test
 /// checks it against `specs/edge-openapi.json`.
-pub const ROUTES: [Route; 4] = [
+pub const ROUTES: [Route; 9] = [
     Route {
         method: "get",
         path: "/health",
@@ -119,6 +136,36 @@ pub const ROUTES: [Route; 4] = [
         axum_path: "/data/{*path}",
         id: RouteId::Data,
     },
+    Route {
+        method: "post",
+        path: "/blob/setup",
+        axum_path: "/blob/setup",
+        id: RouteId::BlobSetup,
+    },
+    Route {
+        method: "get",
+        path: "/blob/status",
+        axum_path: "/blob/status",
+        id: RouteId::BlobStatus,
+    },
+    Route {
+        method: "post",
+        path: "/objects/from-palette",
+        axum_path: "/objects/from-palette",
+        id: RouteId::FromPalette,
+    },
+    Route {
+        method: "post",
+        path: "/transfers",
+        axum_path: "/transfers",
+        id: RouteId::Transfers,
+    },
+    Route {
+        method: "get",
+        path: "/transfers/{id}",
+        axum_path: "/transfers/{id}",
+        id: RouteId::Transfer,
+    },
 ];
 
 /// What identifies one version of a file: size, mtime, inode.
@@ -142,6 +189,7 @@ struct AppState {
     started: Instant,
     maps: Mutex<MapCache>,
     kernels: &'static Kernels,
+    xfer: XferState,
 }
 
 type Shared = Arc<AppState>;
@@ -168,7 +216,13 @@ impl AppState {
                 format!("{} is outside 2..=10", config.fetch.streams),
             ));
         }
+        let xfer = XferState::new(
+            config.blob_path.clone(),
+            config.data_root.as_deref(),
+            config.asl_store.clone(),
+        )?;
         Ok(AppState {
+            xfer,
             allow: Allowlist::new(&config.allow_hosts),
             budget: Mutex::new(Budget::new(config.budget_bytes, config.budget_requests)),
             fetcher: Fetcher::new(config.fetch.clone())?,
@@ -275,6 +329,13 @@ fn router(state: Shared) -> Router {
             RouteId::Metrics => get(metrics),
             RouteId::Compute => post(compute),
             RouteId::Data => get(data),
+            RouteId::BlobSetup => post(blob_setup),
+            RouteId::BlobStatus => get(blob_status),
+            RouteId::FromPalette => {
+                post(from_palette).layer(axum::extract::DefaultBodyLimit::max(MAX_OBJECT_BYTES))
+            }
+            RouteId::Transfers => post(transfers),
+            RouteId::Transfer => get(transfer),
         };
         r = r.route(route.axum_path, method.fallback(method_not_allowed));
     }
@@ -297,7 +358,9 @@ async fn method_not_allowed(
     let allowed = ROUTES
         .iter()
         .filter(|r| {
-            uri.path() == r.path || (r.id == RouteId::Data && uri.path().starts_with("/data/"))
+            uri.path() == r.path
+                || (r.id == RouteId::Data && uri.path().starts_with("/data/"))
+                || (r.id == RouteId::Transfer && uri.path().starts_with("/transfers/"))
         })
         .map(|r| r.method.to_ascii_uppercase())
         .collect::<Vec<_>>()
@@ -443,6 +506,96 @@ async fn run_compute(
         "cache": {"status": cache_status, "hits": hits, "misses": misses},
         "backend": state.kernels.backend().name(),
     }))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, EdgeError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            EdgeError::TooLarge {
+                pointer: String::new(),
+                message: format!("request body: {e}"),
+            }
+        } else {
+            EdgeError::bad("", format!("request body: {e}"))
+        }
+    })
+}
+
+/// Runs a transfer route: authorization, then `f` off the async workers; the
+/// answer is JSON with the status `f` returns.
+async fn xfer_call(
+    state: Shared,
+    route: &'static str,
+    headers: &HeaderMap,
+    f: impl FnOnce(&AppState) -> Result<(u16, serde_json::Value), EdgeError> + Send + 'static,
+) -> Response {
+    let t = Instant::now();
+    if let Err(e) = state.authorize(headers) {
+        return error_response(&state, route, &e, t);
+    }
+    let st = state.clone();
+    let r = tokio::task::spawn_blocking(move || f(&st))
+        .await
+        .unwrap_or_else(|e| Err(EdgeError::Internal(format!("{route} task: {e}"))));
+    match r {
+        Ok((status, v)) => {
+            state.metrics.request(route, status, t.elapsed());
+            json_response(status, &v)
+        }
+        Err(e) => error_response(&state, route, &e, t),
+    }
+}
+
+async fn blob_setup(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    xfer_call(state, "blob_setup", &headers, move |s| {
+        s.xfer.blob_setup(&body_bytes(body)?)
+    })
+    .await
+}
+
+async fn blob_status(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    xfer_call(state, "blob_status", &headers, |s| {
+        Ok((200, s.xfer.blob_status()?))
+    })
+    .await
+}
+
+async fn from_palette(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    xfer_call(state, "from_palette", &headers, move |s| {
+        Ok((201, s.xfer.from_palette(&body_bytes(body)?)?))
+    })
+    .await
+}
+
+async fn transfers(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    xfer_call(state, "transfers", &headers, move |s| {
+        Ok((202, s.xfer.start_transfer(&body_bytes(body)?, &s.allow)?))
+    })
+    .await
+}
+
+async fn transfer(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    id: Result<UrlPath<String>, PathRejection>,
+) -> Response {
+    xfer_call(state, "transfer", &headers, move |s| {
+        let UrlPath(id) = id.map_err(|e| EdgeError::bad("", format!("path: {e}")))?;
+        Ok((200, s.xfer.transfer(&id)?))
+    })
+    .await
 }
 
 /// Jobs smaller than this run on the calling (blocking) thread; larger ones on

@@ -1,11 +1,16 @@
 //! One JSON receipt per finished transfer (`specs/udp-transfer.md` §6), written
-//! as a file into the receipts directory (the ASL store is another branch's).
+//! as a file into the receipts directory and stored in the ASL store as an
+//! artifact with type tag [`TAG_RECEIPT`].
 
 use std::path::{Path, PathBuf};
 
 use pfs_dataplane::iprog::proto::Stats;
 
 use super::XferError;
+use crate::asl::{ArtifactKey, AslError, Store, StoreOptions};
+
+/// Type tag of a transfer receipt in the ASL store (`"xf"` 0x0001).
+pub const TAG_RECEIPT: u32 = 0x7866_0001;
 
 /// A receipt.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -77,4 +82,67 @@ pub fn write(dir: &Path, r: &Receipt) -> Result<PathBuf, XferError> {
         source,
     })?;
     Ok(p)
+}
+
+/// Stores the receipt file's bytes in the ASL store at `dir` (created if
+/// missing) under [`TAG_RECEIPT`]. A store held by another writer is retried
+/// for up to two seconds.
+pub fn store_in(dir: &Path, receipt_file: &Path) -> Result<ArtifactKey, String> {
+    let bytes = std::fs::read(receipt_file)
+        .map_err(|e| format!("{}: reading the receipt: {e}", receipt_file.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut store = loop {
+        match Store::open(dir, StoreOptions::default()) {
+            Ok(s) => break s,
+            Err(AslError::NotAStore { .. })
+                if !dir.join(crate::asl::store::SUPERBLOCK).exists() =>
+            {
+                match Store::create(dir, StoreOptions::default()) {
+                    Ok(s) => break s,
+                    // Another side created it meanwhile: open it on the next turn.
+                    Err(_) if dir.join(crate::asl::store::SUPERBLOCK).exists() => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Err(AslError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let key = store
+        .put(&bytes, Some(TAG_RECEIPT))
+        .map_err(|e| e.to_string())?
+        .key;
+    store.close().map_err(|e| e.to_string())?;
+    Ok(key)
+}
+
+/// Stores the receipt in `--asl-store` or the default ASL store (`$PFS_ASL`,
+/// ...) unless `--no-asl`; a failure is one warning line on stderr, never an error.
+pub fn store_default(
+    receipt_file: &Path,
+    link: &super::transport::LinkArgs,
+) -> Option<ArtifactKey> {
+    if link.no_asl {
+        return None;
+    }
+    let Some(dir) = link
+        .asl_store
+        .clone()
+        .or_else(crate::asl::cli::default_store)
+    else {
+        eprintln!("warning: receipt not stored in ASL: no store location (set PFS_ASL)");
+        return None;
+    };
+    match store_in(&dir, receipt_file) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            eprintln!(
+                "warning: receipt not stored in ASL store {}: {e}",
+                dir.display()
+            );
+            None
+        }
+    }
 }

@@ -45,6 +45,13 @@ pub struct LinkArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Do not store the receipt in the ASL store ($PFS_ASL, else
+    /// $XDG_DATA_HOME/pfs/asl, else ~/.local/share/pfs/asl).
+    #[arg(long)]
+    pub no_asl: bool,
+    /// ASL store for the receipt (default: as above).
+    #[arg(long, conflicts_with = "no_asl")]
+    pub asl_store: Option<PathBuf>,
     /// Test shim: drop this percentage of this side's outgoing datagrams.
     #[arg(long, default_value_t = 0.0, hide = true)]
     pub loss_percent: f64,
@@ -112,6 +119,8 @@ pub struct XferSummary {
     pub receipt: Receipt,
     /// Where it was written.
     pub receipt_path: PathBuf,
+    /// Its key in the ASL store (hex), if stored there.
+    pub receipt_asl_key: Option<String>,
     /// Sender only: seconds compiling (before the first datagram).
     pub compile_s: Option<f64>,
     /// The backend used.
@@ -450,6 +459,16 @@ fn ratio(obj: u64, wire: u64) -> f64 {
 /// Sends `args.file`; returns the summary (also on failure, as an error after
 /// the receipt is written).
 pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
+    send_observed(args, progress, &mut |_, _| {})
+}
+
+/// [`send`], calling `observe(stats, windows in the object)` about every 100 ms
+/// while the transfer runs (the edge server's `GET /transfers/{id}`).
+pub fn send_observed(
+    args: &SendArgs,
+    progress: bool,
+    observe: &mut dyn FnMut(&Stats, u64),
+) -> anyhow::Result<XferSummary> {
     let kind = check_backend(&args.link.backend)?;
     let to = parse_addr("--to", &args.to)?;
     let bind = parse_addr("--bind", &args.bind)?;
@@ -467,8 +486,13 @@ pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
     let mut buf = Vec::with_capacity(1200);
     let mut rbuf = vec![0u8; 2048];
     let mut last_draw = start;
+    let mut last_observed = start;
     loop {
         let now = Instant::now();
+        if now.duration_since(last_observed) > Duration::from_millis(100) {
+            last_observed = now;
+            observe(s.stats(), total);
+        }
         let mut sent = 0;
         while sent < 64 && s.poll_transmit(now, &mut buf) {
             udp.send(&buf, to)?;
@@ -567,6 +591,7 @@ pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
         .clone()
         .unwrap_or_else(receipt::default_dir);
     let receipt_path = receipt::write(&dir, &r)?;
+    let receipt_asl_key = receipt::store_default(&receipt_path, &args.link).map(|k| k.to_hex());
     if let SenderState::Failed(reason) = s.state() {
         return Err(
             anyhow::Error::new(XferError::Failed(reason)).context(format!(
@@ -582,6 +607,7 @@ pub fn send(args: &SendArgs, progress: bool) -> anyhow::Result<XferSummary> {
     Ok(XferSummary {
         receipt: r,
         receipt_path,
+        receipt_asl_key,
         compile_s: Some(compile_s),
         backend: args.link.backend.clone(),
         foreign_datagrams: 0,
@@ -852,6 +878,7 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
         .clone()
         .unwrap_or_else(receipt::default_dir);
     let receipt_path = receipt::write(&dir, &rc)?;
+    let receipt_asl_key = receipt::store_default(&receipt_path, &args.link).map(|k| k.to_hex());
     if let ReceiverState::Failed(reason) = state {
         let saved = match (reason, r.resume_state()) {
             (FailReason::PeerVanished, Some(st)) => Some(save_resume(&args.out, &st)?),
@@ -870,6 +897,7 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
     Ok(XferSummary {
         receipt: rc,
         receipt_path,
+        receipt_asl_key,
         compile_s: None,
         backend: args.link.backend.clone(),
         foreign_datagrams: foreign,
