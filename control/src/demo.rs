@@ -38,6 +38,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     demo_kernels(dir.path(), args.size_mib, &mut rows)?;
     demo_linerate(dir.path(), &mut rows)?;
     demo_edge(dir.path(), &mut rows)?;
+    demo_pasm(dir.path(), &mut rows)?;
     print_table(&rows);
     if args.keep {
         let kept = dir.keep();
@@ -283,5 +284,38 @@ fn demo_edge(dir: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         });
     }
     server.stop();
+    Ok(())
+}
+
+/// The seed's hello program (`control/examples/hello.pasm`), planned, run on
+/// loopback with planfile and event log in the demo directory, recorded in an ASL
+/// store there and read back from it.
+fn demo_pasm(dir: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use crate::pasm::{program::Program, record, runner};
+    let source = include_bytes!("../examples/hello.pasm");
+    let program = Program::parse(source)?;
+    let mut opts = runner::RunOptions::new();
+    opts.plans_dir = dir.join("plans");
+    opts.logs_dir = dir.join("logs");
+    opts.echo_logs = false;
+    let report = runner::run(&program, source, &opts)?;
+    let ok = report
+        .planfile
+        .steps
+        .iter()
+        .filter(|s| s.outcome == runner::Outcome::Ok)
+        .count();
+    let store = dir.join("asl");
+    let (key, _) = record::record(&store, &report, source)?;
+    let listed = record::runs(&store)?;
+    anyhow::ensure!(
+        listed.iter().any(|(k, _)| *k == key),
+        "the run recorded as {key} is not listed by the store"
+    );
+    rows.push(Row {
+        step: "pasm run hello.pasm (loopback)".into(),
+        outcome: format!("{ok}/{} steps ok", report.planfile.steps.len()),
+        figure: format!("recorded in ASL as {}", &key.to_string()[..16]),
+    });
     Ok(())
 }
