@@ -194,6 +194,23 @@ pub fn mac_in_netns(ns: &str, ifname: &str) -> anyhow::Result<[u8; 6]> {
     })
 }
 
+/// AF_XDP settings for one end of `lab`: its veth in namespace a (`end_a`) or b,
+/// queue 0, zero-copy if the driver allows, frames sent to the other end's MAC.
+pub fn lab_xsk_config(lab: &Lab, end_a: bool) -> anyhow::Result<XskConfig> {
+    let (ifname, peer_ns, peer_if) = if end_a {
+        (lab.veth_a(), lab.ns_b(), lab.veth_b())
+    } else {
+        (lab.veth_b(), lab.ns_a(), lab.veth_a())
+    };
+    let peer_mac = mac_in_netns(peer_ns, peer_if)?;
+    Ok(XskConfig {
+        ifname: ifname.to_string(),
+        queue: 0,
+        zerocopy: None,
+        peer_mac,
+    })
+}
+
 /// Checks the arguments and resolves addresses (and, with a lab, namespaces).
 pub fn plan(a: &LinerateArgs) -> anyhow::Result<Plan> {
     let backend: Backend = a
@@ -265,20 +282,7 @@ pub fn plan(a: &LinerateArgs) -> anyhow::Result<Plan> {
                 "--backend xsk needs --lab NAME (AF_XDP binds to an interface of the lab)",
             ));
         };
-        let (ifname, peer_ns, peer_if) = match a.role {
-            Role::Tx => (l.veth_a(), l.ns_b(), l.veth_b()),
-            Role::Rx | Role::Reflect => (l.veth_b(), l.ns_a(), l.veth_a()),
-        };
-        let peer_mac = mac_in_netns(peer_ns, peer_if)?;
-        Some((
-            XskConfig {
-                ifname: ifname.to_string(),
-                queue: 0,
-                zerocopy: None,
-                peer_mac,
-            },
-            xdp_mode,
-        ))
+        Some((lab_xsk_config(l, a.role == Role::Tx)?, xdp_mode))
     } else {
         None
     };
@@ -324,7 +328,8 @@ pub enum SetupError {
 }
 
 impl SetupError {
-    fn into_anyhow(self) -> anyhow::Error {
+    /// A usage error (exit 2) when the user's setup is at fault, else a failure.
+    pub fn into_anyhow(self) -> anyhow::Error {
         let usage = match &self {
             SetupError::Io(e) => e.is_usage(),
             SetupError::Xdp { .. } => true,
@@ -340,7 +345,7 @@ impl SetupError {
 
 /// Attaches the `redirect` program for `port` on `ifname` and puts `fd` in its
 /// XSKMAP at queue `queue`. The returned handle detaches on drop.
-fn attach_redirect(
+pub fn attach_redirect(
     ifname: &str,
     mode: XdpMode,
     port: u16,

@@ -134,6 +134,21 @@ fn setup_status_compile() {
             ],
             "--backend",
         ),
+        (
+            // Outside a lab (or without AF_XDP): refused, naming the backend.
+            vec![
+                "xfer",
+                "send",
+                zeros.to_str().unwrap(),
+                "--to",
+                "127.0.0.1:9",
+                "--blob",
+                b,
+                "--backend",
+                "xsk",
+            ],
+            "--backend xsk",
+        ),
     ] {
         let (code, _, err) = pfs(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

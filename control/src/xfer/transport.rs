@@ -2,12 +2,15 @@
 //! over one UDP socket. Every datagram is ≤ 1200 bytes.
 //!
 //! Backends: `std` (a `std::net::UdpSocket`, nonblocking loop) and, through the
-//! `pfs_dataplane::io::Io` trait, `mmsg` (sendmmsg/recvmmsg) and `uring`
-//! (io_uring). `xsk` needs an interface, a queue and an XDP redirect and is not
-//! wired for transfers (refused with a message saying so).
+//! `pfs_dataplane::io::Io` trait, `mmsg` (sendmmsg/recvmmsg), `uring` (io_uring)
+//! and `xsk` (AF_XDP). `xsk` runs inside a namespace of a `pfs lab`: the lab and
+//! its end are inferred from the local address (10.77.0.1 is end a, 10.77.0.2 end
+//! b; the interface holding it names the lab), and the socket is opened and the
+//! `redirect` XDP program attached the way `pfs linerate --backend xsk` does
+//! (`crate::linerate::{lab_xsk_config, attach_redirect}`).
 
 use std::io::IsTerminal;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,13 +24,16 @@ use super::compile::{ProgramArgs, compile_file, describe};
 use super::receipt::{self, Receipt};
 use super::source::{Source, SourceArgs};
 use super::{XferError, hex};
+use crate::lab::{self, Lab};
+use crate::linerate::{SetupError, XdpMode, attach_redirect, lab_xsk_config};
 use crate::usage::bad;
 
 /// Timer and test flags shared by send and recv.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LinkArgs {
-    /// I/O backend: std (std::net::UdpSocket), mmsg (sendmmsg/recvmmsg) or uring
-    /// (io_uring), the last two from pfs_dataplane::io. xsk is not wired here.
+    /// I/O backend: std (std::net::UdpSocket), mmsg (sendmmsg/recvmmsg), uring
+    /// (io_uring) or xsk (AF_XDP, inside a `pfs lab` namespace; the lab is inferred
+    /// from the local address), the last three from pfs_dataplane::io.
     #[arg(long, default_value = "mmsg")]
     pub backend: String,
     /// First retransmission timeout in milliseconds.
@@ -125,6 +131,8 @@ pub struct XferSummary {
     pub compile_s: Option<f64>,
     /// The backend used.
     pub backend: String,
+    /// How it ran (`Io::mode`, e.g. `copy ... need-wakeup` for xsk; `std` for std).
+    pub backend_mode: String,
     /// Receiver only: datagrams from other addresses, ignored.
     pub foreign_datagrams: u64,
 }
@@ -139,16 +147,13 @@ enum Kind {
 fn check_backend(b: &str) -> anyhow::Result<Kind> {
     match b {
         "std" => Ok(Kind::Std),
-        "xsk" => Err(bad(
-            "--backend xsk: not wired for pfs xfer (needs an interface, queue and XDP redirect); use mmsg, uring or std",
-        )),
         o => match o.parse::<Backend>() {
             Ok(k) => {
                 k.probe().map_err(|e| bad(format!("--backend {o}: {e}")))?;
                 Ok(Kind::Io(k))
             }
             Err(_) => Err(bad(format!(
-                "--backend {o:?}: unknown (expected mmsg, uring or std)"
+                "--backend {o:?}: unknown (expected mmsg, uring, xsk or std)"
             ))),
         },
     }
@@ -319,7 +324,79 @@ impl Udp {
 /// The socket under the driver: a std socket, or an `Io` backend (IPv4 only).
 struct Link {
     shim: Shim,
+    /// xsk: the attached redirect program (dropped, i.e. detached, before the
+    /// socket) and a UDP socket holding the port so the kernel does not answer
+    /// it with ICMP or give it to someone else.
+    _xsk_hold: Option<(Box<dyn std::any::Any>, UdpSocket)>,
     sock: Sock,
+}
+
+/// Where an xsk end is: the lab, which end (a or b) and its AF_XDP settings.
+fn xsk_lab_end(local: Ipv4Addr) -> anyhow::Result<(Lab, bool)> {
+    let end_a = if local == lab::ADDR_A {
+        true
+    } else if local == lab::ADDR_B {
+        false
+    } else {
+        return Err(bad(format!(
+            "--backend xsk: local address {local} is not a pfs lab address ({} or {}); run inside a lab namespace (ip netns exec pfs-NAME-a|b ...)",
+            lab::ADDR_A,
+            lab::ADDR_B
+        )));
+    };
+    let json = lab::ip::ip(&["-j", "addr", "show"])
+        .map_err(|e| anyhow::Error::new(e).context("listing this namespace's addresses"))?;
+    let ifaces = lab::ip::parse_addr_json(&json, "ip -j addr show")?;
+    let want = local.to_string();
+    let Some(iface) = ifaces
+        .iter()
+        .find(|i| i.addrs.iter().any(|a| a.local == want))
+    else {
+        return Err(bad(format!(
+            "--backend xsk: no interface in this network namespace has {local}; run inside the lab namespace (ip netns exec pfs-NAME-{} ...)",
+            if end_a { 'a' } else { 'b' }
+        )));
+    };
+    let name = iface
+        .ifname
+        .strip_prefix("pfs")
+        .and_then(|n| n.strip_suffix(if end_a { 'a' } else { 'b' }))
+        .ok_or_else(|| {
+            bad(format!(
+                "--backend xsk: {local} is on {}, not a pfs lab veth (pfsNAMEa|b)",
+                iface.ifname
+            ))
+        })?;
+    let l = Lab::open(name).map_err(|e| {
+        if e.is_usage() {
+            bad(format!("--backend xsk: {e}"))
+        } else {
+            anyhow::Error::new(e).context("opening the lab")
+        }
+    })?;
+    Ok((l, end_a))
+}
+
+/// The local address of an xsk sender: `bind`, or (unspecified) the lab end
+/// facing `to`, and (port 0) a free port the kernel picks.
+fn xsk_send_local(bind: SocketAddr, to: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let (SocketAddr::V4(b), SocketAddr::V4(t)) = (bind, to) else {
+        return Err(bad("--backend xsk: IPv4 addresses only"));
+    };
+    let ip = if !b.ip().is_unspecified() {
+        *b.ip()
+    } else if *t.ip() == lab::ADDR_B {
+        lab::ADDR_A
+    } else if *t.ip() == lab::ADDR_A {
+        lab::ADDR_B
+    } else {
+        return Err(bad(format!(
+            "--backend xsk: --to {t} is not a pfs lab address ({} or {}); give --bind",
+            lab::ADDR_A,
+            lab::ADDR_B
+        )));
+    };
+    Ok(SocketAddr::V4(SocketAddrV4::new(ip, b.port())))
 }
 
 enum Sock {
@@ -336,8 +413,53 @@ impl Link {
         match kind {
             Kind::Std => Ok(Link {
                 shim,
+                _xsk_hold: None,
                 sock: Sock::Std(Udp::bind(addr)?),
             }),
+            Kind::Io(Backend::Xsk) => {
+                let SocketAddr::V4(v4) = addr else {
+                    return Err(bad(format!(
+                        "--backend xsk: needs an IPv4 address, got {addr}"
+                    )));
+                };
+                let (l, end_a) = xsk_lab_end(*v4.ip())?;
+                // Hold the port (and learn it when 0 was asked for).
+                let hold = UdpSocket::bind(v4).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AddrInUse {
+                        bad(format!("--backend xsk: address {v4} is already in use"))
+                    } else {
+                        anyhow::Error::new(XferError::Net {
+                            what: "bind",
+                            source: e,
+                        })
+                    }
+                })?;
+                let local = match hold.local_addr() {
+                    Ok(SocketAddr::V4(a)) => a,
+                    _ => v4,
+                };
+                let mut cfg = IoConfig::new(Backend::Xsk, local);
+                cfg.max_payload = 1200;
+                cfg.xsk = Some(lab_xsk_config(&l, end_a)?);
+                let io = pio::open(&cfg).map_err(|e| {
+                    if e.is_usage() {
+                        bad(format!("--backend xsk: {e}"))
+                    } else {
+                        anyhow::Error::new(e)
+                    }
+                })?;
+                let x = cfg.xsk.as_ref().map_or("", |x| x.ifname.as_str());
+                let redirect = attach_redirect(x, XdpMode::Auto, local.port(), 0, io.raw_fd())
+                    .map_err(SetupError::into_anyhow)?;
+                Ok(Link {
+                    shim,
+                    _xsk_hold: Some((redirect, hold)),
+                    sock: Sock::Io {
+                        io,
+                        queue: std::collections::VecDeque::new(),
+                    },
+                })
+            }
             Kind::Io(b) => {
                 let SocketAddr::V4(v4) = addr else {
                     return Err(bad(format!(
@@ -355,12 +477,21 @@ impl Link {
                 })?;
                 Ok(Link {
                     shim,
+                    _xsk_hold: None,
                     sock: Sock::Io {
                         io,
                         queue: std::collections::VecDeque::new(),
                     },
                 })
             }
+        }
+    }
+
+    /// How the socket runs, for the summary.
+    fn mode(&self) -> String {
+        match &self.sock {
+            Sock::Std(_) => "std::net::UdpSocket".into(),
+            Sock::Io { io, .. } => io.mode(),
         }
     }
 
@@ -476,6 +607,11 @@ pub fn send_observed(
     let compiled = compile_file(&args.file, &args.program, false)?;
     let compile_s = compiled.report.source_s + compiled.report.index_s + compiled.report.compile_s;
     let report = compiled.report.clone();
+    let bind = if kind == Kind::Io(Backend::Xsk) {
+        xsk_send_local(bind, to)?
+    } else {
+        bind
+    };
     let mut udp = Link::open(kind, bind, args.link.loss_percent)?;
     let start = Instant::now();
     let session = session_id();
@@ -610,6 +746,7 @@ pub fn send_observed(
         receipt_asl_key,
         compile_s: Some(compile_s),
         backend: args.link.backend.clone(),
+        backend_mode: udp.mode(),
         foreign_datagrams: 0,
     })
 }
@@ -621,7 +758,7 @@ fn print_summary(s: &XferSummary, json: bool) -> anyhow::Result<()> {
     }
     let r = &s.receipt;
     println!(
-        "{} {} ({} bytes, blake3 {}): {} in {:.3} s, goodput {:.3} GB/s, wire {} B out / {} B in, tx_ratio {:.2}, {} retransmits{}{}; receipt {}",
+        "{} {} ({} bytes, blake3 {}): {} in {:.3} s, goodput {:.3} GB/s, wire {} B out / {} B in, tx_ratio {:.2}, {} retransmits{}{}; backend {} ({}); receipt {}",
         r.role,
         r.name,
         r.object_size,
@@ -640,6 +777,8 @@ fn print_summary(s: &XferSummary, json: bool) -> anyhow::Result<()> {
             .as_ref()
             .map(|p| format!(", wrote {}", p.display()))
             .unwrap_or_default(),
+        s.backend,
+        s.backend_mode,
         s.receipt_path.display()
     );
     Ok(())
@@ -900,6 +1039,7 @@ pub fn recv(args: &RecvArgs, progress: bool) -> anyhow::Result<XferSummary> {
         receipt_asl_key,
         compile_s: None,
         backend: args.link.backend.clone(),
+        backend_mode: udp.mode(),
         foreign_datagrams: foreign,
     })
 }
@@ -996,4 +1136,41 @@ fn load_resume(p: &Path) -> anyhow::Result<ResumeState> {
         have,
         object,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn xsk_sender_address_faces_the_peer() {
+        let b = a("0.0.0.0:0");
+        assert_eq!(
+            xsk_send_local(b, a("10.77.0.2:7000")).unwrap(),
+            a("10.77.0.1:0")
+        );
+        assert_eq!(
+            xsk_send_local(b, a("10.77.0.1:7000")).unwrap(),
+            a("10.77.0.2:0")
+        );
+        assert_eq!(
+            xsk_send_local(a("10.77.0.1:5"), a("192.0.2.1:7000")).unwrap(),
+            a("10.77.0.1:5")
+        );
+        let e = xsk_send_local(b, a("192.0.2.1:7000")).unwrap_err();
+        assert!(e.to_string().contains("--to 192.0.2.1:7000"), "{e}");
+        assert!(xsk_send_local(a("[::]:0"), a("[::1]:7")).is_err());
+    }
+
+    #[test]
+    fn xsk_outside_a_lab_is_refused() {
+        let e = xsk_lab_end(Ipv4Addr::LOCALHOST).unwrap_err();
+        assert!(e.to_string().contains("not a pfs lab address"), "{e}");
+        assert!(e.downcast_ref::<crate::usage::UsageError>().is_some());
+        assert!(check_backend("dpdk").is_err());
+    }
 }
