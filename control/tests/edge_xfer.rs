@@ -59,6 +59,39 @@ impl Fixture {
         (status, v)
     }
 
+    /// POSTs `fields` as a `multipart/form-data` body (built by hand, as a
+    /// browser form or `curl -F` sends it).
+    async fn post_multipart(&self, path: &str, fields: &[(&str, &[u8])]) -> (u16, Value) {
+        let boundary = "----pfsBoundary7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, bytes) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let r = self
+            .client
+            .post(format!("{}{path}", self.server.url()))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+        (status, v)
+    }
+
     async fn post_json(&self, path: &str, v: &Value) -> (u16, Value) {
         self.call("post", path, Some(v.to_string().into_bytes()))
             .await
@@ -282,6 +315,83 @@ async fn objects_from_palette_and_the_unmatchable_offset() {
         .call("post", "/objects/from-palette", Some(Vec::new()))
         .await;
     assert_error(s, &v, 400, "");
+}
+
+/// The seed's shape: the object in multipart field `file` (other fields are
+/// ignored); the same answers as the raw body, 422 with the offset, and 400
+/// naming `file` when the form has no such field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_from_palette_multipart() {
+    let f = Fixture::new();
+    f.setup().await;
+    let obj = palette_object(40_000, 9);
+    let (s, v) = f
+        .post_multipart(
+            "/objects/from-palette",
+            &[("note", b"ignored".as_slice()), ("file", &obj)],
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let hash = blake3::hash(&obj).to_hex().to_string();
+    assert_eq!(v["object_id"], hash);
+    assert_eq!(v["size"], obj.len());
+    // Same object as a raw body: same answer.
+    let (s, raw) = f
+        .call("post", "/objects/from-palette", Some(obj.clone()))
+        .await;
+    assert_eq!(s, 201, "{raw}");
+    assert_eq!(raw["wire_size"], v["wire_size"]);
+
+    let mut bad = vec![0u8; 2048];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..2048 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bad.push((x >> 24) as u8);
+    }
+    let blob = std::fs::read(f.blob()).unwrap();
+    let want = match compile(
+        &blob,
+        &Index::palette(),
+        &bad,
+        CompileOptions { allow_raw: false },
+    ) {
+        Err(CompileError::Unmatchable { offset }) => offset,
+        other => panic!("expected unmatchable, got {other:?}"),
+    };
+    let (s, v) = f
+        .post_multipart("/objects/from-palette", &[("file", &bad)])
+        .await;
+    assert_error(s, &v, 422, "");
+    assert_eq!(v["error"]["offset"], want);
+
+    let (s, v) = f
+        .post_multipart("/objects/from-palette", &[("upload", &obj)])
+        .await;
+    assert_error(s, &v, 400, "/file");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("\"file\""),
+        "{v}"
+    );
+    // A multipart content type over a body that is not a form.
+    let r = f
+        .client
+        .post(format!("{}/objects/from-palette", f.server.url()))
+        .header("content-type", "multipart/form-data; boundary=zz")
+        .body(obj.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("multipart body"),
+        "{v}"
+    );
 }
 
 fn recv_args(blob: &Path, out: &Path, receipts: &Path, port: u16) -> RecvArgs {

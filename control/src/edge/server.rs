@@ -564,15 +564,57 @@ async fn blob_status(State(state): State<Shared>, headers: HeaderMap) -> Respons
     .await
 }
 
-async fn from_palette(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn from_palette(State(state): State<Shared>, req: axum::extract::Request) -> Response {
+    let headers = req.headers().clone();
+    let body = object_body(req, &state).await;
     xfer_call(state, "from_palette", &headers, move |s| {
-        Ok((201, s.xfer.from_palette(&body_bytes(body)?)?))
+        Ok((201, s.xfer.from_palette(&body?)?))
     })
     .await
+}
+
+/// The multipart field `POST /objects/from-palette` takes the object from.
+pub const OBJECT_FIELD: &str = "file";
+
+/// The object's bytes: the raw body, or field [`OBJECT_FIELD`] of a
+/// `multipart/form-data` body (`specs/edge-api.md` §9). Both are bounded by the
+/// route's body limit.
+async fn object_body(req: axum::extract::Request, state: &Shared) -> Result<Bytes, EdgeError> {
+    use axum::extract::{FromRequest, Multipart};
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if !multipart {
+        return body_bytes(Bytes::from_request(req, state).await);
+    }
+    let mut form = Multipart::from_request(req, state)
+        .await
+        .map_err(|e| EdgeError::bad("", format!("multipart body: {}", e.body_text())))?;
+    let field_err = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            EdgeError::TooLarge {
+                pointer: format!("/{OBJECT_FIELD}"),
+                message: format!("multipart body: {}", e.body_text()),
+            }
+        } else {
+            EdgeError::bad("", format!("multipart body: {}", e.body_text()))
+        }
+    };
+    while let Some(field) = form.next_field().await.map_err(field_err)? {
+        if field.name() == Some(OBJECT_FIELD) {
+            return field.bytes().await.map_err(field_err);
+        }
+    }
+    Err(EdgeError::bad(
+        format!("/{OBJECT_FIELD}"),
+        format!("multipart body: no field named {OBJECT_FIELD:?} (the object's bytes go there)"),
+    ))
 }
 
 async fn transfers(

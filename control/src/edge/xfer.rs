@@ -209,7 +209,8 @@ impl XferState {
         Ok(json!(s))
     }
 
-    /// `POST /objects/from-palette`: the body is the object's bytes.
+    /// `POST /objects/from-palette`: `body` is the object's bytes (the raw body or
+    /// multipart field `file`, taken apart by the server).
     pub fn from_palette(&self, body: &[u8]) -> Result<Value, EdgeError> {
         let blob = self.blob_path()?;
         if !blob.is_file() {
