@@ -107,6 +107,9 @@ impl Stats {
     }
 }
 
+/// Objects at least this large are hashed on a second thread in [`Transfer::new`].
+const PARALLEL_HASH_MIN: usize = 4 << 20;
+
 /// What the sender ships: PREFACE, MFST and the windows.
 #[derive(Debug, Clone)]
 pub struct Transfer {
@@ -131,7 +134,22 @@ impl Transfer {
     ) -> Result<Transfer, WireError> {
         let a = anchor(blob_size);
         let raw = ops.iter().any(|o| matches!(o, Op::Raw(_)));
-        let ws = windows(ops, object, mode, a)?;
+        // Large objects: hash on a second thread while the windows are built.
+        let (ws, object_hash) = std::thread::scope(|s| {
+            let h = if object.len() >= PARALLEL_HASH_MIN {
+                std::thread::Builder::new()
+                    .spawn_scoped(s, || *blake3::hash(object).as_bytes())
+                    .ok()
+            } else {
+                None
+            };
+            let ws = windows(ops, object, mode, a);
+            let hash = h
+                .and_then(|h| h.join().ok())
+                .unwrap_or_else(|| *blake3::hash(object).as_bytes());
+            (ws, hash)
+        });
+        let ws = ws?;
         let count = u32::try_from(ws.len()).map_err(|_| WireError::TooLarge {
             what: "window count",
             need: ws.len(),
@@ -154,7 +172,7 @@ impl Transfer {
             },
             mfst: MfstRepr {
                 object_size: object.len() as u64,
-                object_hash: *blake3::hash(object).as_bytes(),
+                object_hash,
                 windows: count,
                 name: name.to_string(),
             },
