@@ -69,6 +69,18 @@ pub fn unique_lab_name(tag: char) -> String {
     format!("{tag}{pid36}{ctr}")
 }
 
+/// Removes lab `.0` on every exit path (drop), and its lock file too: the name
+/// comes from [`unique_lab_name`], so nothing else uses it.
+#[derive(Debug)]
+pub struct LabDown(pub String);
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let _ = pfs_control::lab::Lab::down(&self.0);
+        let _ = std::fs::remove_file(pfs_control::lab::state::lock_path(&self.0));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -8,23 +8,13 @@ use std::time::{Duration, Instant};
 use pfs_control::lab::{self, Lab, LabError, UpOutcome};
 use pfs_dataplane::netns::with_netns;
 use pfs_ebpf::{Action, CountRule, Counter, ModeRequest};
-use pfs_netns_tests::{require_root, unique_lab_name};
+use pfs_netns_tests::{LabDown, require_root, unique_lab_name};
 
 /// Env var that turns [`zz_child_process_entry`] into a `Lab::up` of that name.
 const CHILD_ENV: &str = "PFS_NETNS_TEST_CHILD_LAB";
 /// Env var that turns [`zz_child_process_entry`] into a process that attaches
 /// `pfs_count` to lab NAME's veth b and then waits to be killed.
 const CHILD_XDP_ENV: &str = "PFS_NETNS_TEST_CHILD_XDP";
-
-/// Removes the lab on every exit path.
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Lab::down(&self.0);
-        // The name is unique to this run, so its lock file can go too.
-        let _ = std::fs::remove_file(lab::state::lock_path(&self.0));
-    }
-}
 
 fn link_exists_anywhere(lab: &str) -> Vec<String> {
     let n = lab::Names::of(lab);
@@ -91,7 +81,7 @@ fn lab_up_is_idempotent_and_down_leaves_nothing() {
         return;
     }
     let name = unique_lab_name('l');
-    let _down = Down(name.clone());
+    let _down = LabDown(name.clone());
     let (lab, outcome) = Lab::up_with_outcome(&name).unwrap();
     assert_eq!(outcome, UpOutcome::Created);
     assert_eq!(lab.ns_a(), format!("pfs-{name}-a"));
@@ -230,7 +220,7 @@ fn a_sigkilled_xdp_loader_leaves_no_program_and_down_leaves_nothing() {
         return;
     }
     let name = unique_lab_name('x');
-    let _down = Down(name.clone());
+    let _down = LabDown(name.clone());
     let lab = Lab::up(&name).unwrap();
     let line = kill_child_after(&[(CHILD_XDP_ENV, &name)], "pfs-xdp-attached:");
     let id: u32 = line.rsplit(' ').next().unwrap().parse().unwrap();
@@ -255,7 +245,7 @@ fn a_lab_left_by_a_sigkilled_up_is_cleaned_by_the_next_up_or_down() {
     }
     // Killed after the veth pair was made: the next `up` replaces it.
     let name = unique_lab_name('k');
-    let _down = Down(name.clone());
+    let _down = LabDown(name.clone());
     kill_up_after(&name, "veth");
     let n = lab::Names::of(&name);
     assert!(pfs_dataplane::netns::exists(&n.ns_a) && pfs_dataplane::netns::exists(&n.ns_b));
@@ -274,7 +264,7 @@ fn a_lab_left_by_a_sigkilled_up_is_cleaned_by_the_next_up_or_down() {
 
     // Killed after the namespaces were made: `down` removes them.
     let name2 = unique_lab_name('k');
-    let _down2 = Down(name2.clone());
+    let _down2 = LabDown(name2.clone());
     kill_up_after(&name2, "netns");
     assert!(pfs_dataplane::netns::exists(&format!("pfs-{name2}-a")));
     Lab::down(&name2).unwrap();
@@ -311,7 +301,7 @@ fn down_deletes_pfs_nftables_tables_only() {
         return;
     }
     let name = unique_lab_name('t');
-    let _down = Down(name.clone());
+    let _down = LabDown(name.clone());
     let lab = Lab::up(&name).unwrap();
     let nft = |args: &[&str]| {
         let out = Command::new("ip")

@@ -5,20 +5,11 @@
 
 use std::process::Command;
 
-use pfs_control::lab::{self, Lab};
+use pfs_control::lab::Lab;
 use pfs_control::pasm::lab::LabRef;
 use pfs_control::pasm::runner::{Outcome, RunOptions, RunStatus, run};
 use pfs_control::pasm::{Gates, PasmError, Program};
-use pfs_netns_tests::{require_root, unique_lab_name};
-
-/// Removes the lab on every exit path.
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = Lab::down(&self.0);
-        let _ = std::fs::remove_file(lab::state::lock_path(&self.0));
-    }
-}
+use pfs_netns_tests::{LabDown, require_root, unique_lab_name};
 
 fn tables(ns: &str) -> String {
     let o = Command::new("ip")
@@ -101,7 +92,7 @@ fn fw_counter_and_barrier_wait_in_a_lab() {
         return;
     }
     let name = unique_lab_name('p');
-    let _down = Down(name.clone());
+    let _down = LabDown(name.clone());
     let lab = Lab::up(&name).unwrap();
     let lref = LabRef::open(&name).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -219,7 +210,7 @@ fn xdp_counter_and_barrier_wait_in_a_lab() {
         return;
     }
     let name = unique_lab_name('x');
-    let _down = Down(name.clone());
+    let _down = LabDown(name.clone());
     let lab = Lab::up(&name).unwrap();
     let lref = LabRef::open(&name).unwrap();
     let dir = tempfile::tempdir().unwrap();
